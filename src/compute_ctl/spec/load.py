@@ -92,7 +92,8 @@ def _problem(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "missing":
         return "required field is missing"
-    if error.get("input", ...) is None and (kind.endswith("_type") or kind in _TYPE_PROBLEMS):
+    if error.get("input", ...) is None:
+        # Null was offered where it is not allowed (a field with a default, or a list item).
         return "must not be null"
     if kind in _TYPE_PROBLEMS:
         return _TYPE_PROBLEMS[kind]
