@@ -76,12 +76,13 @@ def parse_json(text: str | bytes) -> Any:
 def format_location(loc: tuple[int | str, ...]) -> str:
     """`('cluster', 'roles', 2, 'name')` → `cluster.roles[2].name`; odd keys are quoted."""
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if part == "[key]":
             continue
+        is_key = loc[i + 1 : i + 2] == ("[key]",)  # the map key itself is what is wrong
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _IDENTIFIER.match(part):
+        elif _IDENTIFIER.match(part) and not is_key:
             out += f".{part}" if out else part
         else:
             out += f"[{json.dumps(part)}]"

@@ -1,0 +1,221 @@
+"""The `compute_ctl` command line: upstream's flags (same names, short forms, environment
+variables and defaults) plus the seed's `-S/--spec-path` for a bare ComputeSpec file.
+
+Parsing produces a `Params` value and nothing else; it never touches the network or the disk.
+Usage errors exit with status 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+PRIVILEGED_ROLE_RE = re.compile(r"^[a-z_]+$")
+DEFAULT_FILECACHE_CONNSTR = (
+    "host=localhost port=5432 dbname=postgres user=cloud_admin sslmode=disable "
+    "application_name=vm-monitor"
+)
+
+
+class UsageError(Exception):
+    """A command line that cannot work: exit status 2."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything the command line says, validated."""
+
+    pgbin: str
+    pgdata: Path
+    connstr: str
+    compute_id: str | None
+    config_path: Path | None
+    spec_path: Path | None
+    control_plane_uri: str | None
+    external_http_port: int
+    internal_http_port: int
+    remote_ext_base_url: str | None
+    privileged_role_name: str
+    cgroup: str
+    filecache_connstr: str
+    vm_monitor_addr: str
+    resize_swap_on_bind: bool
+    set_disk_quota_for_fs: str | None
+    installed_extensions_collection_interval: int
+    dev: bool
+    pg_init_timeout: float | None
+    lakebase_mode: bool
+
+    @property
+    def pg_bindir(self) -> Path:
+        """Where `initdb`, `pg_ctl`, `pg_config`… live: next to `postgres`."""
+        return Path(self.pgbin).parent
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _bool_value(text: str) -> bool:
+    if text in ("true", "false"):
+        return text == "true"
+    raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected true or false")
+
+
+def _port(text: str) -> int:
+    if text.isdigit() and 0 < int(text) < 65536:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"invalid port {text!r}")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="compute_ctl",
+        description="Run a PostgreSQL compute node from its spec and serve its HTTP API.",
+    )
+    p.add_argument(
+        "-b",
+        "--pgbin",
+        default=os.environ.get("POSTGRES_PATH", "postgres"),
+        help="path to the postgres binary; other programs are found next to it (env POSTGRES_PATH)",
+    )
+    p.add_argument("-r", "--remote-ext-base-url", help="extension gateway base URL")
+    p.add_argument("--external-http-port", type=_port, help="external HTTP API port (3080)")
+    p.add_argument("--internal-http-port", type=_port, help="internal HTTP API port (3081)")
+    p.add_argument("--http-port", type=_port, help="lakebase only: external=P, internal=P+1")
+    p.add_argument("-D", "--pgdata", required=True, help="data directory (re-created at start)")
+    p.add_argument(
+        "-C",
+        "--connstr",
+        required=True,
+        help="URL of the local Postgres as superuser, "
+        "e.g. postgresql://cloud_admin@localhost:55433/postgres",
+    )
+    p.add_argument("--privileged-role-name", default="neon_superuser")
+    p.add_argument("--cgroup", default="neon-postgres", help="vm-monitor cgroup")
+    p.add_argument("--filecache-connstr", default=DEFAULT_FILECACHE_CONNSTR)
+    p.add_argument("--vm-monitor-addr", default="0.0.0.0:10301")
+    p.add_argument("--resize-swap-on-bind", action="store_true")
+    p.add_argument("--set-disk-quota-for-fs", metavar="MOUNTPOINT")
+    p.add_argument("-c", "--config", help="path of a ComputeConfig JSON file")
+    p.add_argument("-S", "--spec-path", help="path of a bare ComputeSpec JSON file")
+    p.add_argument("-i", "--compute-id", help="compute id (control-plane URL, JWT compute_id)")
+    p.add_argument("-p", "--control-plane-uri", help="control plane base URL")
+    p.add_argument("--installed-extensions-collection-interval", type=int, default=3600)
+    p.add_argument("--dev", action="store_true", help="development mode")
+    p.add_argument("--pg-init-timeout", type=_seconds, help="seconds allowed in init")
+    p.add_argument("--lakebase-mode", type=_bool_value, default=False, metavar="BOOL")
+    return p
+
+
+def normalize_remote_ext_base_url(url: str) -> str:
+    """Collapse trailing slashes to exactly one; a query string is refused."""
+    parts = urlsplit(url)
+    if parts.query:
+        raise UsageError("parameters detected in remote extensions base URL")
+    path = parts.path.rstrip("/") + "/"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", parts.fragment))
+
+
+def _validate_connstr(connstr: str) -> None:
+    parts = urlsplit(connstr)
+    if parts.scheme not in ("postgres", "postgresql") or not parts.netloc:
+        raise UsageError("cannot parse connstr as a URL")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise UsageError(f"cannot parse connstr as a URL: {exc}") from None
+
+
+def params_from_args(args: argparse.Namespace) -> Params:
+    """Cross-field rules of the command line (conflicts, requirements, formats)."""
+    sources = [name for name in ("config", "spec_path", "control_plane_uri") if getattr(args, name)]
+    if len(sources) > 1:
+        flags = {
+            "config": "--config",
+            "spec_path": "--spec-path",
+            "control_plane_uri": "--control-plane-uri",
+        }
+        raise UsageError(f"{' and '.join(flags[s] for s in sources)} cannot be used together")
+    if args.control_plane_uri and not args.compute_id:
+        raise UsageError("--control-plane-uri requires --compute-id")
+    if not args.spec_path and not args.compute_id:
+        raise UsageError("--compute-id is required (except with --spec-path)")
+    if args.http_port is not None and (
+        args.external_http_port is not None or args.internal_http_port is not None
+    ):
+        raise UsageError(
+            "--http-port cannot be used with --external-http-port/--internal-http-port"
+        )
+    if not PRIVILEGED_ROLE_RE.match(args.privileged_role_name):
+        raise UsageError(
+            "--privileged-role-name can only contain lowercase letters and underscores"
+        )
+    _validate_connstr(args.connstr)
+    external, internal = args.external_http_port or 3080, args.internal_http_port or 3081
+    if args.lakebase_mode and args.http_port is not None:
+        external, internal = args.http_port, args.http_port + 1
+    remote = args.remote_ext_base_url
+    return Params(
+        pgbin=args.pgbin,
+        pgdata=Path(args.pgdata),
+        connstr=args.connstr,
+        compute_id=args.compute_id,
+        config_path=Path(args.config) if args.config else None,
+        spec_path=Path(args.spec_path) if args.spec_path else None,
+        control_plane_uri=args.control_plane_uri,
+        external_http_port=external,
+        internal_http_port=internal,
+        remote_ext_base_url=normalize_remote_ext_base_url(remote) if remote else None,
+        privileged_role_name=args.privileged_role_name,
+        cgroup=args.cgroup,
+        filecache_connstr=args.filecache_connstr,
+        vm_monitor_addr=args.vm_monitor_addr,
+        resize_swap_on_bind=args.resize_swap_on_bind,
+        set_disk_quota_for_fs=args.set_disk_quota_for_fs,
+        installed_extensions_collection_interval=args.installed_extensions_collection_interval,
+        dev=args.dev,
+        pg_init_timeout=args.pg_init_timeout,
+        lakebase_mode=args.lakebase_mode,
+    )
+
+
+def parse_params(argv: Sequence[str] | None = None) -> Params:
+    """Parse and validate; raises UsageError (or exits 2 through argparse)."""
+    return params_from_args(build_parser().parse_args(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        params = parse_params(argv)
+    except UsageError as exc:
+        print(f"compute_ctl: error: {exc}", file=sys.stderr)
+        return 2
+    del params
+    print(
+        "compute_ctl: error: this build can check its command line but cannot run a compute yet",
+        file=sys.stderr,
+    )
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
