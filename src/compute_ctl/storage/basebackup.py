@@ -1,0 +1,179 @@
+"""Fetching the basebackup into PGDATA: protocol choice, retries, extraction, measurements.
+
+`prefer_protocol` picks the client (libpq or gRPC); both push the gzip stream into the same
+streaming extractor, which unpacks in a worker thread while the next bytes arrive so the event
+loop keeps serving HTTP. Transient failures (connection problems, a stream cut short) are retried
+by the §1.9 policy; a configuration error (no URL for the preferred protocol) or a hostile archive
+fails at once, because a retry would send the same request again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from compute_ctl.errors import ComputeError, StorageError
+from compute_ctl.spec.models import PageserverProtocol
+from compute_ctl.spec.resolve import ParsedSpec
+from compute_ctl.spec.types import Lsn, ShardIndex
+from compute_ctl.storage.extract import CorruptArchiveError, TarballSink
+from compute_ctl.storage.grpc import grpc_basebackup
+from compute_ctl.storage.libpq import libpq_basebackup
+from compute_ctl.storage.retry import BASEBACKUP_RETRY, RetryPolicy, retry
+
+log = logging.getLogger(__name__)
+
+BATCH_BYTES = 1 << 20
+KEEP_ON_RETRY = frozenset({"postgresql.conf"})
+
+
+@dataclass(frozen=True)
+class BasebackupStats:
+    """Measurements of the successful attempt (ComputeMetrics fields)."""
+
+    connect_micros: int
+    compressed_bytes: int
+    duration_ms: int
+
+
+class ThreadedSink:
+    """An async `feed` in front of `TarballSink`: chunks are batched and unpacked in a worker
+    thread, at most one batch in flight while the next one is received."""
+
+    def __init__(self, pgdata: Path) -> None:
+        self._sink = TarballSink(pgdata)
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._pending: asyncio.Future[None] | None = None
+
+    async def feed(self, chunk: bytes) -> None:
+        self._batch.append(chunk)
+        self._batched += len(chunk)
+        if self._batched >= BATCH_BYTES:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        if self._batch:
+            data = b"".join(self._batch)
+            self._batch, self._batched = [], 0
+            self._pending = asyncio.ensure_future(asyncio.to_thread(self._sink.feed, data))
+
+    async def finish(self) -> None:
+        await self._flush()
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        await asyncio.to_thread(self._sink.finish)
+
+    async def close(self) -> None:
+        if self._pending is not None:
+            # A worker cannot be interrupted: let it end before the sink is closed under it.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._pending)
+        self._sink.close()
+
+
+def clear_for_retry(pgdata: Path) -> None:
+    """Remove what a failed attempt unpacked, keeping the configuration written before it."""
+    for entry in os.scandir(pgdata):
+        if entry.name in KEEP_ON_RETRY:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def is_transient(exc: Exception) -> bool:
+    """Worth another try: storage said so, or the stream was cut or corrupted in transit."""
+    if isinstance(exc, StorageError):
+        return exc.transient
+    return isinstance(exc, CorruptArchiveError)
+
+
+async def _attempt(
+    pspec: ParsedSpec, protocol: PageserverProtocol, url: str, lsn: Lsn | None, pgdata: Path
+) -> BasebackupStats:
+    started = time.monotonic_ns()
+    connected_at = started
+    sink = ThreadedSink(pgdata)
+    mode = pspec.spec.mode
+    try:
+        if protocol is PageserverProtocol.GRPC:
+
+            def connected() -> None:
+                nonlocal connected_at
+                connected_at = time.monotonic_ns()
+
+            compressed = await grpc_basebackup(
+                url,
+                pspec.tenant_id,
+                pspec.timeline_id,
+                lsn,
+                replica=not mode.is_primary,
+                token=pspec.storage_auth_token,
+                sink=sink,
+                shard=ShardIndex(0, pspec.pageserver_conninfo.shard_count),
+                on_connected=connected,
+            )
+            connect_micros = (connected_at - started) // 1000
+        else:
+            result = await libpq_basebackup(
+                url,
+                pspec.tenant_id,
+                pspec.timeline_id,
+                lsn,
+                mode_type=mode.type_str(),
+                token=pspec.storage_auth_token,
+                sink=sink,
+            )
+            compressed, connect_micros = result.compressed_bytes, result.connect_micros
+        await sink.finish()
+    finally:
+        await sink.close()
+    duration_ms = (time.monotonic_ns() - started) // 1_000_000
+    return BasebackupStats(connect_micros, compressed, duration_ms)
+
+
+async def get_basebackup(
+    pspec: ParsedSpec,
+    lsn: Lsn | None,
+    pgdata: Path,
+    *,
+    policy: RetryPolicy = BASEBACKUP_RETRY,
+) -> BasebackupStats:
+    """Fetch shard 0's basebackup at `lsn` (None: latest) into `pgdata`.
+
+    Raises `ComputeError("failed to get basebackup@<lsn>")` with the last failure as its cause.
+    """
+    protocol, url = pspec.basebackup_url()  # a SpecError here is a configuration error
+    tries = 0
+
+    async def attempt() -> BasebackupStats:
+        nonlocal tries
+        tries += 1
+        if tries > 1:
+            await asyncio.to_thread(clear_for_retry, pgdata)
+        return await _attempt(pspec, protocol, url, lsn, pgdata)
+
+    try:
+        stats = await retry(attempt, policy, is_transient, what="basebackup")
+    except ComputeError as exc:
+        raise ComputeError(f"failed to get basebackup@{lsn or Lsn(0)}") from exc
+    log.info(
+        "basebackup over %s: %d bytes in %d ms (connect %d us)",
+        protocol.value,
+        stats.compressed_bytes,
+        stats.duration_ms,
+        stats.connect_micros,
+    )
+    return stats

@@ -1,0 +1,487 @@
+"""The commit LSN a compute starts from: ask the safekeepers, or make them agree.
+
+A primary must start exactly where the safekeepers' WAL ends, or it would fork history. The
+cheap way (storage-protocols §4.1) asks every safekeeper for `TIMELINE_STATUS` in parallel,
+with 100 ms each, and trusts the answer only if a quorum replied and every collected reply
+agrees (flush == commit, all equal). Otherwise (§4.2) `postgres --sync-safekeepers` runs the
+walproposer election in a child process and prints the agreed LSN. Replicas and static
+computes never touch the safekeepers (§4.3).
+
+The child must never outlive us: it is started in our process group, tracked while it runs,
+and sent SIGTERM (then SIGKILL after a grace period) when the awaiting task is cancelled,
+which is what compute_ctl's SIGTERM/SIGINT handler does. `forward_signal` lets that handler
+also signal the children directly. The storage token reaches the child only through its
+environment and the safekeepers only as a password; it never appears in logs or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from compute_ctl.errors import StorageError
+from compute_ctl.spec.models import ComputeMode
+from compute_ctl.spec.types import Lsn, TenantId, TimelineId
+from compute_ctl.storage.retry import SYNC_SAFEKEEPERS_RETRY, RetryPolicy, retry
+
+__all__ = [
+    "DEFAULT_TERM_GRACE",
+    "PER_SAFEKEEPER_TIMEOUT",
+    "StartLsn",
+    "SyncSafekeepersError",
+    "TimelineStatus",
+    "check_already_synced",
+    "commit_lsn_for_mode",
+    "fetch_timeline_status",
+    "forward_signal",
+    "judge_timeline_statuses",
+    "quorum",
+    "sync_safekeepers",
+    "sync_safekeepers_argv",
+    "sync_safekeepers_env",
+    "sync_safekeepers_once",
+]
+
+log = logging.getLogger(__name__)
+
+PER_SAFEKEEPER_TIMEOUT: Final = 0.1
+"""§4.1: connect + startup + auth + query, per safekeeper."""
+
+DEFAULT_TERM_GRACE: Final = 10.0
+"""Seconds a signalled sync-safekeepers child gets to exit before it is killed."""
+
+_TARGET: Final = "sync-safekeepers"
+_SHOWN_OUTPUT: Final = 200
+
+# Children currently running, so a signal handler can reach them (see `forward_signal`).
+_children: set[asyncio.subprocess.Process] = set()
+
+
+def _redact(text: str, token: str | None) -> str:
+    return text.replace(token, "<redacted>") if token else text
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= _SHOWN_OUTPUT else text[:_SHOWN_OUTPUT] + "…"
+
+
+# --------------------------------------------------------------------------------------------
+# §4.1 the fast path
+
+
+@dataclass(frozen=True)
+class TimelineStatus:
+    """One safekeeper's answer to TIMELINE_STATUS for a timeline it has."""
+
+    flush_lsn: Lsn
+    commit_lsn: Lsn
+
+
+def quorum(count: int) -> int:
+    """Replies needed out of `count` safekeepers: a strict majority (`n/2 + 1`)."""
+    return count // 2 + 1
+
+
+def _host_port(connstring: str) -> tuple[str, int | None]:
+    """`host:port`, `[v6]:port`, or a bare host, as compute_ctl's `postgresql://…@<it>` reads."""
+    if connstring.startswith("["):
+        host, sep, rest = connstring[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"invalid safekeeper address {connstring!r}")
+        port_text = rest[1:] if rest else ""
+    elif connstring.count(":") == 1:
+        host, _, port_text = connstring.partition(":")
+    else:
+        host, port_text = connstring, ""
+    if not host:
+        raise ValueError(f"invalid safekeeper address {connstring!r}")
+    if not port_text:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"invalid port in safekeeper address {connstring!r}")
+    return host, int(port_text)
+
+
+def _status_options(tenant_id: TenantId, timeline_id: TimelineId) -> str:
+    """One `-c` and two `k=v` tokens: the safekeeper takes every `k=v` token it knows."""
+    return f"-c timeline_id={timeline_id} tenant_id={tenant_id}"
+
+
+async def fetch_timeline_status(
+    connstring: str, tenant_id: TenantId, timeline_id: TimelineId, token: str | None
+) -> TimelineStatus | None:
+    """Ask one safekeeper; None when it does not have the timeline (no row).
+
+    Raises on any connection, authentication or query error, and on a NULL or malformed LSN.
+    """
+    host, port = _host_port(connstring)
+    params: dict[str, str | int] = {
+        "host": host,
+        "user": "no_user",
+        "options": _status_options(tenant_id, timeline_id),
+        "sslmode": "disable",
+        "gssencmode": "disable",
+    }
+    if port is not None:
+        params["port"] = port
+    if token:
+        params["password"] = token
+    conninfo = make_conninfo("", **params)  # holds the token: never log it
+    conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    async with conn:
+        # No parameters, text results: psycopg sends a simple Query message.
+        cur = await conn.execute("TIMELINE_STATUS", prepare=False)
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    if len(row) < 2 or row[0] is None or row[1] is None:
+        raise ValueError(f"unexpected TIMELINE_STATUS row {row!r}")
+    flush, commit = row[0], row[1]
+    if not isinstance(flush, str) or not isinstance(commit, str):
+        raise ValueError(f"unexpected TIMELINE_STATUS row {row!r}")
+    return TimelineStatus(flush_lsn=Lsn.parse(flush), commit_lsn=Lsn.parse(commit))
+
+
+def judge_timeline_statuses(replies: Sequence[TimelineStatus | None], total: int) -> Lsn | None:
+    """The synced LSN given the collected successful replies of `total` safekeepers, or None.
+
+    Synced only if at least a quorum replied, none lacks the timeline, all commit LSNs are
+    equal, all flush LSNs are equal, and commit == flush. The LSN may be 0/0 (an empty
+    timeline), which means "basebackup at latest".
+    """
+    if len(replies) < quorum(total):
+        return None
+    statuses: list[TimelineStatus] = []
+    for reply in replies:
+        if reply is None:
+            return None
+        statuses.append(reply)
+    commits = {s.commit_lsn for s in statuses}
+    flushes = {s.flush_lsn for s in statuses}
+    if len(commits) != 1 or len(flushes) != 1:
+        return None
+    commit, flush = commits.pop(), flushes.pop()
+    return commit if commit == flush else None
+
+
+async def check_already_synced(
+    connstrings: Sequence[str],
+    tenant_id: TenantId,
+    timeline_id: TimelineId,
+    token: str | None,
+    per_sk_timeout: float = PER_SAFEKEEPER_TIMEOUT,
+) -> Lsn | None:
+    """The commit LSN if a quorum of safekeepers already agrees on it, else None. Never raises
+    for a safekeeper's failure: errors and timeouts only count against the quorum.
+
+    Replies are collected in completion order until a quorum of successes or a quorum of
+    failures has arrived; the remaining probes are cancelled.
+    """
+    total = len(connstrings)
+    needed = quorum(total)
+
+    async def probe(connstring: str) -> TimelineStatus | None:
+        async with asyncio.timeout(per_sk_timeout):
+            return await fetch_timeline_status(connstring, tenant_id, timeline_id, token)
+
+    tasks = [asyncio.create_task(probe(cs), name=f"timeline-status {cs}") for cs in connstrings]
+    where = {task: cs for task, cs in zip(tasks, connstrings, strict=True)}
+    successes: list[TimelineStatus | None] = []
+    failures = 0
+    try:
+        pending: set[asyncio.Task[TimelineStatus | None]] = set(tasks)
+        while pending and len(successes) < needed and failures < needed:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if len(successes) >= needed or failures >= needed:
+                    break  # the rest arrived too late to be collected
+                try:
+                    reply = task.result()
+                except Exception as exc:
+                    failures += 1
+                    reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+                    log.info(
+                        "safekeeper %s: TIMELINE_STATUS failed: %s",
+                        where[task],
+                        _redact(reason, token) or type(exc).__name__,
+                    )
+                    continue
+                successes.append(reply)
+                log.info("safekeeper %s: TIMELINE_STATUS %s", where[task], _describe(reply))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    if len(successes) < needed:
+        log.info(
+            "safekeepers not known to be synced: %d of %d replied (quorum %d)",
+            len(successes),
+            total,
+            needed,
+        )
+        return None
+    lsn = judge_timeline_statuses(successes, total)
+    if lsn is None:
+        log.info("safekeepers are not synced; sync-safekeepers will run")
+    else:
+        log.info("safekeepers are already synced at %s", lsn)
+    return lsn
+
+
+def _describe(reply: TimelineStatus | None) -> str:
+    if reply is None:
+        return "timeline not found"
+    return f"flush_lsn={reply.flush_lsn} commit_lsn={reply.commit_lsn}"
+
+
+# --------------------------------------------------------------------------------------------
+# §4.2 postgres --sync-safekeepers
+
+
+class SyncSafekeepersError(StorageError):
+    """A `postgres --sync-safekeepers` run failed: how it exited and what it printed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        exit_status: int | None = None,
+        stdout: str | None = None,
+    ) -> None:
+        super().__init__(_TARGET, message, transient=transient)
+        self.exit_status = exit_status
+        self.stdout = stdout
+
+
+def sync_safekeepers_argv(pg_bin_postgres: Path, environ: Mapping[str, str]) -> list[str]:
+    """`<postgres> --sync-safekeepers`, run under `cgexec` when `AUTOSCALING` is set."""
+    argv = [str(pg_bin_postgres), "--sync-safekeepers"]
+    if "AUTOSCALING" in environ:
+        argv = ["cgexec", "-g", "memory:neon-postgres", *argv]
+    return argv
+
+
+def sync_safekeepers_env(
+    pgdata: Path, token: str | None, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """Our environment plus PGDATA (`-D` does not work in this mode) and NEON_AUTH_TOKEN."""
+    env = dict(environ)
+    env["PGDATA"] = str(pgdata)
+    if token:
+        env["NEON_AUTH_TOKEN"] = token
+    return env
+
+
+def forward_signal(signum: int = signal.SIGTERM) -> int:
+    """Send `signum` to every running sync-safekeepers child; returns how many were signalled.
+
+    For compute_ctl's own signal handler. Cancelling the task that awaits `sync_safekeepers`
+    also stops the child (and waits for it), which is the usual way.
+    """
+    sent = 0
+    for proc in list(_children):
+        if proc.returncode is None:
+            try:
+                proc.send_signal(signum)
+                sent += 1
+            except ProcessLookupError:
+                pass
+    return sent
+
+
+async def _forward_stderr(stream: asyncio.StreamReader, token: str | None) -> None:
+    while line := await stream.readline():
+        text = line.decode("utf-8", "backslashreplace").rstrip("\r\n")
+        log.info("sync-safekeepers: %s", _redact(text, token))
+
+
+async def _stop_child(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM the child and reap it; SIGKILL it if it lingers or we are cancelled again."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+        return
+    except TimeoutError:
+        log.warning(
+            "sync-safekeepers (pid %d) ignored SIGTERM for %.1f s; killing", proc.pid, grace
+        )
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()  # still reaped by the event loop's child watcher
+        raise
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    await proc.wait()
+
+
+async def sync_safekeepers_once(
+    pg_bin_postgres: Path,
+    pgdata: Path,
+    token: str | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    term_grace: float = DEFAULT_TERM_GRACE,
+) -> Lsn:
+    """One run of `postgres --sync-safekeepers`: the LSN it printed (0/0 for a new timeline).
+
+    Exit 0 with a parseable `X/X` on stdout is success; a non-zero exit or unparseable output
+    is a transient SyncSafekeepersError; failing to start the program is a permanent one.
+    There is no timeout (it may wait for a quorum forever); cancel the task to stop it.
+    """
+    base = os.environ if environ is None else environ
+    argv = sync_safekeepers_argv(pg_bin_postgres, base)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=sync_safekeepers_env(pgdata, token, base),
+        )
+    except OSError as exc:
+        raise SyncSafekeepersError(
+            f"could not start {argv[0]!r}: {exc.strerror or exc}", transient=False
+        ) from exc
+    _children.add(proc)
+    log.info("sync-safekeepers started (pid %d)", proc.pid)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        raw, _ = await asyncio.gather(proc.stdout.read(), _forward_stderr(proc.stderr, token))
+        status = await proc.wait()
+    except BaseException:
+        await _stop_child(proc, term_grace)
+        raise
+    finally:
+        _children.discard(proc)
+
+    stdout = _redact(raw.decode("utf-8", "backslashreplace"), token)
+    if status != 0:
+        how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+        raise SyncSafekeepersError(
+            f"postgres --sync-safekeepers {how}; stdout: {_shorten(stdout.strip())!r}",
+            transient=True,
+            exit_status=status,
+            stdout=stdout,
+        )
+    try:
+        lsn = Lsn.parse(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SyncSafekeepersError(
+            f"postgres --sync-safekeepers printed no LSN: {_shorten(stdout.strip())!r}",
+            transient=True,
+            exit_status=status,
+            stdout=stdout,
+        ) from exc
+    log.info("sync-safekeepers returned %s", lsn)
+    return lsn
+
+
+def _is_transient(exc: Exception) -> bool:
+    return isinstance(exc, StorageError) and exc.transient
+
+
+async def sync_safekeepers(
+    pg_bin_postgres: Path,
+    pgdata: Path,
+    token: str | None,
+    *,
+    policy: RetryPolicy = SYNC_SAFEKEEPERS_RETRY,
+    environ: Mapping[str, str] | None = None,
+    term_grace: float = DEFAULT_TERM_GRACE,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> Lsn:
+    """Run sync-safekeepers until it succeeds, per `policy` (startup: 6 runs; at shutdown pass
+    `NO_RETRY`). Returns the agreed LSN; `0/0` means a fresh timeline (basebackup at latest)."""
+    return await retry(
+        lambda: sync_safekeepers_once(
+            pg_bin_postgres, pgdata, token, environ=environ, term_grace=term_grace
+        ),
+        policy,
+        _is_transient,
+        what="sync-safekeepers",
+        sleep=sleep,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# §4.3 the mode matrix
+
+
+@dataclass(frozen=True)
+class StartLsn:
+    """Where the basebackup starts, and what finding it out cost (for ComputeMetrics)."""
+
+    lsn: Lsn | None
+    """The basebackup LSN; None means "latest" (Replica, or a synced 0/0)."""
+    replica: bool
+    """The basebackup's replica flag: every mode but Primary."""
+    sync_sk_check_ms: int | None = None
+    sync_safekeepers_ms: int | None = None
+
+
+def _elapsed_ms(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)
+
+
+async def commit_lsn_for_mode(
+    mode: ComputeMode,
+    *,
+    safekeeper_connstrings: Sequence[str],
+    tenant_id: TenantId,
+    timeline_id: TimelineId,
+    token: str | None,
+    pg_bin_postgres: Path,
+    pgdata: Path,
+    per_sk_timeout: float = PER_SAFEKEEPER_TIMEOUT,
+    policy: RetryPolicy = SYNC_SAFEKEEPERS_RETRY,
+    environ: Mapping[str, str] | None = None,
+    term_grace: float = DEFAULT_TERM_GRACE,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> StartLsn:
+    """§4.3: Primary asks the safekeepers (fast path, else sync-safekeepers); Static uses its
+    LSN; Replica starts at the latest LSN. An LSN of 0/0 always means "latest"."""
+    if mode.kind == "replica":
+        return StartLsn(lsn=None, replica=True)
+    if mode.kind == "static":
+        lsn = mode.lsn
+        return StartLsn(lsn=lsn if lsn else None, replica=True)
+
+    start = time.monotonic()
+    synced = await check_already_synced(
+        safekeeper_connstrings, tenant_id, timeline_id, token, per_sk_timeout
+    )
+    check_ms = _elapsed_ms(start)
+    if synced is not None:
+        return StartLsn(lsn=synced if synced else None, replica=False, sync_sk_check_ms=check_ms)
+    start = time.monotonic()
+    lsn = await sync_safekeepers(
+        pg_bin_postgres,
+        pgdata,
+        token,
+        policy=policy,
+        environ=environ,
+        term_grace=term_grace,
+        sleep=sleep,
+    )
+    return StartLsn(
+        lsn=lsn if lsn else None,
+        replica=False,
+        sync_sk_check_ms=check_ms,
+        sync_safekeepers_ms=_elapsed_ms(start),
+    )
