@@ -1,5 +1,7 @@
 # Two entry points for people: `make run` and `make test`. Everything else is a helper.
-PYTHON ?= python3
+# Debian's interpreter where there is one: the venv must be usable by the unprivileged user the
+# tests run PostgreSQL and compute_ctl as (an interpreter under /root is not).
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -7,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint typecheck unit postgres proto clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -37,6 +39,10 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: $(STAMP) postgres lint typecheck unit
+
+# Regenerate the gRPC modules from storage/proto/page_service.proto (a test checks they are fresh).
+proto: $(STAMP)
+	$(BIN)/python -m compute_ctl.storage.proto.generate
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

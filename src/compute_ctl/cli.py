@@ -8,14 +8,22 @@ Usage errors exit with status 2 and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
+
+from compute_ctl.errors import ComputeError, SpecError
+from compute_ctl.spec.load import load_compute_config, load_compute_spec
+from compute_ctl.spec.models import ComputeCtlConfig
+from compute_ctl.spec.resolve import ParsedSpec, resolve
 
 PRIVILEGED_ROLE_RE = re.compile(r"^[a-z_]+$")
 DEFAULT_FILECACHE_CONNSTR = (
@@ -203,18 +211,74 @@ def parse_params(argv: Sequence[str] | None = None) -> Params:
     return params_from_args(build_parser().parse_args(argv))
 
 
+def _load_inputs(params: Params) -> tuple[ParsedSpec | None, ComputeCtlConfig | None]:
+    """The boot spec and compute_ctl's settings, from `-S` or `-c` (no network here)."""
+    if params.spec_path is not None:
+        spec = load_compute_spec(_read(params.spec_path))
+        return resolve(spec), None
+    if params.config_path is not None:
+        config = load_compute_config(_read(params.config_path))
+        pspec = None
+        if config.spec is not None:
+            try:
+                pspec = resolve(config.spec)
+            except SpecError as exc:
+                raise SpecError(f"spec.{exc.field}", exc.problem) from exc.__cause__
+        return pspec, config.compute_ctl_config
+    return None, None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SpecError(str(path), exc.strerror or str(exc)) from None
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s.%(msecs)03dZ %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    logging.Formatter.converter = time.gmtime
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = parse_params(argv)
     except UsageError as exc:
         print(f"compute_ctl: error: {exc}", file=sys.stderr)
         return 2
-    del params
-    print(
-        "compute_ctl: error: this build can check its command line but cannot run a compute yet",
-        file=sys.stderr,
-    )
-    return 1
+    if os.geteuid() == 0:
+        print(
+            "compute_ctl: error: refusing to run as root: PostgreSQL cannot run as root; "
+            "start compute_ctl as an unprivileged user",
+            file=sys.stderr,
+        )
+        return 2
+    if params.control_plane_uri is not None:
+        print(
+            "compute_ctl: error: --control-plane-uri is not supported by this build yet",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        pspec, ctl_config = _load_inputs(params)
+    except ComputeError as exc:
+        print(f"compute_ctl: error: {exc.one_line()}", file=sys.stderr)
+        return 1
+    _setup_logging()
+    from compute_ctl.compute.node import ComputeNode  # noqa: PLC0415 - keep --help fast
+
+    if ctl_config is None:
+        logging.getLogger("compute_ctl").warning(
+            "no compute_ctl_config (bare spec or no config): "
+            "the external HTTP API is served without authentication"
+        )
+    node = ComputeNode(params, pspec=pspec, ctl_config=ctl_config)
+    return asyncio.run(node.run())
 
 
 if __name__ == "__main__":

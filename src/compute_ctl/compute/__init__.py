@@ -1,1 +1,1 @@
-"""compute"""
+"""The compute: its state machine, its lifecycle and its metrics."""

@@ -1,0 +1,132 @@
+"""Building PGDATA for a fresh start: wipe, configure, find the LSN, fetch the basebackup, touch
+the files Postgres needs. Every start is a fresh start; nothing of a previous run is trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from compute_ctl.compute.state import ComputeMetrics
+from compute_ctl.errors import ComputeError, StorageError
+from compute_ctl.postgres.conf import (
+    PG_HBA_MD5_LINE,
+    ConfOptions,
+    line_in_file_path,
+    render_postgresql_conf,
+)
+from compute_ctl.spec.models import TlsConfig
+from compute_ctl.spec.resolve import ParsedSpec
+from compute_ctl.spec.types import Lsn
+from compute_ctl.storage.basebackup import get_basebackup
+from compute_ctl.storage.extract import fixup_signal_files
+from compute_ctl.storage.retry import basebackup_retry_policy
+from compute_ctl.storage.safekeepers import check_already_synced, sync_safekeepers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    pgdata: Path
+    postgres: Path
+    privileged_role_name: str
+    internal_http_port: int
+    tls: TlsConfig | None
+    neon_available: bool
+
+
+def overcommit_never() -> bool:
+    """Linux's strict overcommit (mode 2) breaks POSIX shared memory sizing in Postgres."""
+    try:
+        return Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "2"
+    except OSError:
+        return False
+
+
+def conf_options(opts: PrepareOptions) -> ConfOptions:
+    return ConfOptions(
+        privileged_role_name=opts.privileged_role_name,
+        extension_server_port=opts.internal_http_port,
+        tls=opts.tls,
+        overcommit_never=overcommit_never(),
+    )
+
+
+def write_postgresql_conf(pspec: ParsedSpec, opts: PrepareOptions) -> None:
+    text = render_postgresql_conf(pspec.spec, conf_options(opts))
+    (opts.pgdata / "postgresql.conf").write_text(text)
+
+
+def recreate_pgdata(pgdata: Path) -> None:
+    """Remove PGDATA whatever it holds and make it again, empty, mode 0700."""
+    shutil.rmtree(pgdata, ignore_errors=True)
+    try:
+        pgdata.mkdir(mode=0o700)
+    except OSError as exc:
+        raise ComputeError(f"could not create data directory {pgdata}: {exc.strerror}") from exc
+    os.chmod(pgdata, 0o700)
+
+
+async def basebackup_lsn(
+    pspec: ParsedSpec, opts: PrepareOptions, metrics: ComputeMetrics
+) -> Lsn | None:
+    """The LSN to fetch at: the safekeepers' commit LSN for a primary, the pinned LSN for a
+    static compute, latest (None) for a replica."""
+    mode = pspec.spec.mode
+    if mode.kind == "static":
+        return mode.lsn
+    if mode.kind == "replica":
+        return None
+    started = time.monotonic()
+    synced = await check_already_synced(
+        list(pspec.safekeeper_connstrings),
+        pspec.tenant_id,
+        pspec.timeline_id,
+        pspec.storage_auth_token,
+    )
+    metrics.sync_sk_check_ms = int((time.monotonic() - started) * 1000)
+    if synced is not None:
+        return synced if synced else None
+    if not opts.neon_available:
+        log.info(
+            "postgres --sync-safekeepers is unavailable (no neon extension): "
+            "fetching the basebackup at the latest LSN"
+        )
+        return None
+    started = time.monotonic()
+    try:
+        lsn = await sync_safekeepers(opts.postgres, opts.pgdata, pspec.storage_auth_token)
+    except StorageError as exc:
+        raise ComputeError("failed to sync safekeepers") from exc
+    metrics.sync_safekeepers_ms = int((time.monotonic() - started) * 1000)
+    return lsn if lsn else None
+
+
+def finish_pgdata(pspec: ParsedSpec, pgdata: Path) -> None:
+    """The touches after the basebackup: signal file, pg_hba, dynamic shared memory, standby."""
+    fixup_signal_files(pgdata)
+    line_in_file_path(pgdata / "pg_hba.conf", PG_HBA_MD5_LINE)
+    dynshmem = pgdata / "pg_dynshmem"
+    try:
+        shutil.rmtree(dynshmem)
+    except OSError as exc:
+        raise ComputeError(f"failed to remove {dynshmem}: {exc.strerror}") from exc
+    os.symlink("/dev/shm/", dynshmem)  # noqa: S108 - upstream points it at shared memory
+    if not pspec.spec.mode.is_primary:
+        (pgdata / "standby.signal").touch(exist_ok=True)
+
+
+async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: ComputeMetrics) -> None:
+    recreate_pgdata(opts.pgdata)
+    write_postgresql_conf(pspec, opts)
+    lsn = await basebackup_lsn(pspec, opts, metrics)
+    stats = await get_basebackup(pspec, lsn, opts.pgdata, policy=basebackup_retry_policy())
+    metrics.pageserver_connect_micros = stats.connect_micros
+    metrics.basebackup_bytes = stats.compressed_bytes
+    metrics.basebackup_ms = stats.duration_ms
+    finish_pgdata(pspec, opts.pgdata)

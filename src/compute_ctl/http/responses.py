@@ -1,0 +1,52 @@
+"""Response conventions shared by every route: JSON bodies, `{"error": ...}` failures, and
+upstream's timestamp formats."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from starlette.responses import Response
+
+log = logging.getLogger(__name__)
+
+
+class JsonResponse(Response):
+    """Compact JSON, `Content-Type: application/json`."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def json_ok(value: Any, status_code: int = 200) -> JsonResponse:
+    return JsonResponse(value, status_code=status_code)
+
+
+def json_error(message: str, status_code: int) -> JsonResponse:
+    """Upstream's error shape; every error answer is also logged."""
+    log.error("%s", message)
+    return JsonResponse({"error": message}, status_code=status_code)
+
+
+def _fraction(dt: datetime) -> str:
+    # chrono prints 0, 3, 6 or 9 fractional digits, as few as represent the value exactly.
+    micros = dt.microsecond
+    if micros == 0:
+        return ""
+    if micros % 1000 == 0:
+        return f".{micros // 1000:03d}"
+    return f".{micros:06d}"
+
+
+def rfc3339_z(dt: datetime) -> str:
+    """`2026-03-25T09:27:03.512873Z` (the form of `start_time`)."""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + _fraction(dt) + "Z"
+
+
+def rfc3339_offset(dt: datetime) -> str:
+    """`2026-03-25T09:31:10.004312+00:00` (the form of `last_active`)."""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + _fraction(dt) + "+00:00"

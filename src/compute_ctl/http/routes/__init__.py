@@ -1,0 +1,1 @@
+"""One module per route; each handler's docstring lists every status code it returns."""

@@ -1,0 +1,55 @@
+"""`POST /configure`: deliver a spec to an empty compute, or a new one to a running compute."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from compute_ctl.compute.state import ComputeStatus, WrongStateError
+from compute_ctl.errors import SpecError
+from compute_ctl.http.body import BodyError, read_json_body
+from compute_ctl.http.responses import json_error, json_ok
+from compute_ctl.http.routes.status import status_body
+from compute_ctl.spec.models import ConfigurationRequest
+from compute_ctl.spec.resolve import resolve
+
+if TYPE_CHECKING:
+    from compute_ctl.compute.node import ComputeNode
+
+
+async def post_configure(request: Request) -> Response:
+    """Store the spec and wait until it is applied.
+
+    200: applied; the status object.
+    400: the body is not JSON, or the spec cannot be resolved (`{"error": <problem>}`).
+    412: the compute is neither `empty` nor `running`.
+    415: the request has no `Content-Type: application/json`.
+    422: the JSON does not have the ConfigurationRequest shape.
+    500: the compute failed while applying it (`compute configuration failed: "<error>"`).
+    """
+    node: ComputeNode = request.app.state.compute
+    try:
+        body = await read_json_body(request, ConfigurationRequest)
+    except BodyError as exc:
+        return json_error(exc.message, exc.status_code)
+    try:
+        pspec = resolve(body.spec)
+    except SpecError as exc:
+        return json_error(exc.problem, 400)
+    state = node.state
+    async with state.condition:
+        if state.status not in (ComputeStatus.EMPTY, ComputeStatus.RUNNING):
+            return json_error(str(WrongStateError(state.status)), 412)
+        state.pspec = pspec
+        state.set_locked(ComputeStatus.CONFIGURATION_PENDING)
+        await state.condition.wait_for(
+            lambda: state.status in (ComputeStatus.RUNNING, ComputeStatus.FAILED)
+        )
+        outcome: ComputeStatus = state.status
+        if outcome is ComputeStatus.FAILED:
+            detail = json.dumps(state.error if state.error else "unknown error")
+            return json_error(f"compute configuration failed: {detail}", 500)
+        return json_ok(status_body(state))

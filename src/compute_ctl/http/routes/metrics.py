@@ -1,0 +1,22 @@
+"""`GET /metrics`: Prometheus exposition, unauthenticated."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from compute_ctl.compute.metrics import CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from compute_ctl.compute.node import ComputeNode
+
+
+async def get_metrics(request: Request) -> Response:
+    """Metrics in the Prometheus text format 0.0.4.
+
+    200: the metrics text.
+    """
+    node: ComputeNode = request.app.state.compute
+    return Response(node.prom.render(), media_type=CONTENT_TYPE)

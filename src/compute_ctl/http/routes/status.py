@@ -1,0 +1,45 @@
+"""`GET /status` and `GET /metrics.json`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from compute_ctl.compute.state import ComputeState
+from compute_ctl.http.responses import json_ok, rfc3339_offset, rfc3339_z
+
+if TYPE_CHECKING:
+    from compute_ctl.compute.node import ComputeNode
+
+
+def status_body(state: ComputeState) -> dict[str, Any]:
+    """The ComputeStatusResponse shape (also the success body of /configure)."""
+    pspec = state.pspec
+    return {
+        "start_time": rfc3339_z(state.start_time),
+        "tenant": str(pspec.tenant_id) if pspec else None,
+        "timeline": str(pspec.timeline_id) if pspec else None,
+        "status": state.status.value,
+        "last_active": rfc3339_offset(state.last_active) if state.last_active else None,
+        "error": state.error,
+    }
+
+
+async def get_status(request: Request) -> Response:
+    """The compute's status.
+
+    200: the status object.
+    """
+    node: ComputeNode = request.app.state.compute
+    return json_ok(status_body(node.state))
+
+
+async def get_metrics_json(request: Request) -> Response:
+    """Start-up timings and sizes.
+
+    200: the ComputeMetrics object (every field, integers).
+    """
+    node: ComputeNode = request.app.state.compute
+    return json_ok(dict(vars(node.state.metrics)))

@@ -1,0 +1,63 @@
+"""`POST /terminate[?mode=fast|immediate]`: stop Postgres and end the compute."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from compute_ctl.compute.state import ComputeStatus, WrongStateError
+from compute_ctl.http.responses import json_error, json_ok
+
+if TYPE_CHECKING:
+    from compute_ctl.compute.node import ComputeNode
+
+MODES = {
+    "fast": ComputeStatus.TERMINATION_PENDING_FAST,
+    "immediate": ComputeStatus.TERMINATION_PENDING_IMMEDIATE,
+}
+
+
+def _mode(request: Request) -> ComputeStatus | str:
+    params = request.query_params
+    if not request.url.query:
+        return MODES["fast"]
+    if "mode" not in params:
+        return "Failed to deserialize query string: missing field `mode`"
+    mode = params["mode"]
+    if mode not in MODES:
+        return (
+            f"Failed to deserialize query string: unknown variant `{mode}`, "
+            "expected `fast` or `immediate`"
+        )
+    return MODES[mode]
+
+
+async def post_terminate(request: Request) -> Response:
+    """Terminate: Postgres is stopped (fast: SIGINT, immediate: the same, shorter linger).
+
+    200: `{"lsn": <last flush LSN or null>}` once terminated.
+    201: `{"lsn": ...}` the compute was already terminated.
+    400: a bad query string (plain text).
+    412: the compute is neither `empty` nor `running` (nor terminated).
+    """
+    pending = _mode(request)
+    if isinstance(pending, str):
+        return PlainTextResponse(pending, status_code=400)
+    node: ComputeNode = request.app.state.compute
+    state = node.state
+    async with state.condition:
+        if state.status is ComputeStatus.TERMINATED:
+            return json_ok({"lsn": _lsn(node)}, 201)
+        if state.status not in (ComputeStatus.EMPTY, ComputeStatus.RUNNING):
+            return json_error(str(WrongStateError(state.status)), 412)
+        state.set_locked(pending)
+    node.forward_termination(dev=False)
+    await state.wait_for(ComputeStatus.TERMINATED)
+    return json_ok({"lsn": _lsn(node)})
+
+
+def _lsn(node: ComputeNode) -> str | None:
+    lsn = node.state.terminate_flush_lsn
+    return str(lsn) if lsn is not None else None
