@@ -7,6 +7,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from compute_dev.spec_cmd import add_spec_parser
+from compute_dev.storage_cmd import add_storage_parser
+from compute_dev.timelines import add_timeline_parser
+from compute_dev.up import add_up_parser
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -17,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_spec_parser(sub)
+    add_timeline_parser(sub)
+    add_storage_parser(sub)
+    add_up_parser(sub)
     return parser
 
 
