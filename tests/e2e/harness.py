@@ -1,0 +1,266 @@
+"""Driving whole processes: the storage stand-ins and compute_ctl, as an operator would.
+
+compute_ctl refuses to run as root, so when the tests run as root it is started as the
+unprivileged `postgres` user, and every path it needs lives in a directory that user owns.
+Waiting is always on a real condition (a status, an exit) with a deadline, never a bare sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from compute_dev.pgbin import RunAs, find_pg_bin, server_user
+
+DEADLINE = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def shared_tempdir(prefix: str) -> Path:
+    """A directory the server user can use (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    server_user().chown(path)
+    path.chmod(0o755)
+    return path
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = DEADLINE) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass
+class Storage:
+    """A running `compute-dev storage` process and what it announced."""
+
+    process: subprocess.Popen[str]
+    root: Path
+    libpq_url: str
+    grpc_url: str
+    safekeepers: list[str]
+    tenant_id: str
+    timeline_id: str
+    lsn: str
+
+
+def start_storage(root: Path) -> Storage:
+    created = subprocess.run(
+        [sys.executable, "-m", "compute_dev.cli", "timeline", "create", "--dir", str(root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    timeline = json.loads(created.stdout)
+    argv = [sys.executable, "-m", "compute_dev.cli", "storage", "--dir", str(root)]
+    argv += ["--libpq-port", "0", "--grpc-port", "0", "--safekeeper-ports", "0,0,0"]
+    with open(root / "storage.log", "w") as log:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
+    assert process.stdout is not None
+    ready = json.loads(process.stdout.readline())
+    process.stdout.close()
+    return Storage(
+        process=process,
+        root=root,
+        libpq_url=ready["pageserver_libpq_url"],
+        grpc_url=ready["pageserver_grpc_url"],
+        safekeepers=ready["safekeeper_connstrings"],
+        tenant_id=timeline["tenant_id"],
+        timeline_id=timeline["timeline_id"],
+        lsn=timeline["lsn"],
+    )
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = DEADLINE,
+) -> HttpAnswer:
+    data = None
+    all_headers = dict(headers or {})
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        all_headers.setdefault("Content-Type", "application/json")
+    request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return HttpAnswer(response.status, response.read(), dict(response.headers))
+    except urllib.error.HTTPError as exc:
+        return HttpAnswer(exc.code, exc.read(), dict(exc.headers))
+
+
+@dataclass
+class Compute:
+    """One compute_ctl process started from a spec (or empty)."""
+
+    workdir: Path
+    pg_port: int
+    http_port: int
+    internal_port: int
+    process: subprocess.Popen[bytes] | None = None
+    run_as: RunAs = field(default_factory=server_user)
+    pg_bin: Path = field(default_factory=find_pg_bin)
+
+    @property
+    def pgdata(self) -> Path:
+        return self.workdir / "pgdata"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "compute.log"
+
+    @property
+    def connstr(self) -> str:
+        return f"postgresql://cloud_admin@127.0.0.1:{self.pg_port}/postgres"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def settings(self) -> list[dict[str, str]]:
+        """What every test spec needs so Postgres listens where the test looks."""
+        return [
+            {"name": "port", "value": str(self.pg_port), "vartype": "integer"},
+            {"name": "listen_addresses", "value": "127.0.0.1", "vartype": "string"},
+            {"name": "unix_socket_directories", "value": str(self.workdir), "vartype": "string"},
+        ]
+
+    def write(self, name: str, document: Any) -> Path:
+        path = self.workdir / name
+        path.write_text(json.dumps(document))
+        self.run_as.chown(path)
+        return path
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "compute_ctl.cli",
+            "-D",
+            str(self.pgdata),
+            "-C",
+            self.connstr,
+            "-b",
+            str(self.pg_bin / "postgres"),
+            "--external-http-port",
+            str(self.http_port),
+            "--internal-http-port",
+            str(self.internal_port),
+            "--dev",
+            *args,
+        ]
+        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the fd
+            self.process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=self.run_as.preexec(),  # noqa: PLW1509 - drops to the server user
+                env=self.run_as.env({**os.environ, **(env or {})}),
+                cwd=self.workdir,
+            )
+        wait_until("the HTTP API", self._http_up)
+
+    def _http_up(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"compute_ctl exited early:\n{self.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.http_port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def status(self) -> dict[str, Any]:
+        answer = http("GET", f"{self.url}/status")
+        assert answer.status == 200, answer
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def wait_status(self, *wanted: str, timeout: float = DEADLINE) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+
+        def reached() -> bool:
+            nonlocal seen
+            seen = self.status()
+            return seen["status"] in wanted
+
+        try:
+            wait_until(f"status in {wanted}", reached, timeout)
+        except AssertionError:
+            raise AssertionError(f"status {seen}, wanted {wanted}\n{self.log()}") from None
+        return seen
+
+    def sql(self, query: str) -> Any:
+        with psycopg.connect(self.connstr, connect_timeout=10, autocommit=True) as conn:
+            row = conn.execute(query).fetchone()
+            return row[0] if row else None
+
+    def postmaster_pid(self) -> int:
+        return int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+
+    def wait_exit(self, timeout: float = DEADLINE) -> int:
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"compute_ctl did not exit\n{self.log()}") from None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
