@@ -30,7 +30,7 @@ import os
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncGenerator, Generator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -576,10 +576,12 @@ class PageserverLibpq:
         request.lsn = str(self._check_backup_lsn(timeline, cmd.lsn))
         cut = self._cut()
         conn.copy_out_response()
+        payload = _in_thread(_payload(timeline, gzip, cut, self.faults.cut_after))
         try:
-            async for chunk in _in_thread(_payload(timeline, gzip, cut, self.faults.cut_after)):
-                await conn.copy_data(chunk)
-                request.bytes += len(chunk)
+            async with contextlib.aclosing(payload) as chunks:
+                async for chunk in chunks:
+                    await conn.copy_data(chunk)
+                    request.bytes += len(chunk)
         except TimelineError as exc:
             raise BackendError("other", "basebackup failed", str(exc)) from None
         if cut is _Cut.DROP:
@@ -676,7 +678,7 @@ def _payload(
         )
 
 
-async def _in_thread(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+async def _in_thread(chunks: Generator[bytes, None, None]) -> AsyncGenerator[bytes, None]:
     """Advance a blocking iterator in worker threads, so a long tarball never stalls the loop
     (the safekeeper stand-ins share it and must answer within 100 ms)."""
     try:

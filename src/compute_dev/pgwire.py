@@ -69,8 +69,6 @@ class SqlState:
 
     INTERNAL_ERROR = "XX000"
     PROTOCOL_VIOLATION = "08P01"
-    CONNECTION_FAILURE = "08006"
-    ADMIN_SHUTDOWN = "57P01"
     FEATURE_NOT_SUPPORTED = "0A000"
 
 
@@ -215,7 +213,6 @@ class PgConnection:
         self._writer = writer
         self._out = bytearray()
         self.idle_timeout = idle_timeout
-        self.params: dict[str, str] = {}
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         transport = writer.transport
@@ -263,8 +260,7 @@ class PgConnection:
                 # A newer minor version or protocol options: say what we speak (3.0, none).
                 names = b"".join(_cstr(name) for name in unknown)
                 self._put(b"v", _I32_PAIR.pack(0, len(unknown)) + names)
-            self.params = {k: v for k, v in params.items() if k not in unknown}
-            return self.params
+            return {k: v for k, v in params.items() if k not in unknown}
 
     @staticmethod
     def _startup_params(body: bytes) -> dict[str, str]:

@@ -151,8 +151,15 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 async def _close(server: asyncio.Server) -> None:
+    """Stop listening and end the connections still open (Python 3.13 can do the latter;
+    earlier ones end them when the loop stops), waiting for them only briefly."""
     server.close()
-    await server.wait_closed()
+    close_clients = getattr(server, "close_clients", None)
+    if close_clients is not None:
+        close_clients()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            await server.wait_closed()
 
 
 async def _wait_for_signal(ready: dict[str, Any]) -> None:
