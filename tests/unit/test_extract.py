@@ -609,7 +609,7 @@ def _tarball(files: dict[str, bytes], dirs: set[str], fmt: int) -> bytes:
 
 
 _SHORT_DIRS = ["base", "1", "pg_xact", "Global", "D" * 40]
-_SHORT_FILES = ["PG_VERSION", "pg_control", "f", "0000", "f" * 90]
+_SHORT_FILES = ["PG_VERSION", "pg_control", "f", "0000", "f" * 90, "données"]
 
 
 @st.composite
@@ -850,5 +850,14 @@ def test_fixup_signal_files_does_not_follow_symlinks(tmp_path: Path) -> None:
     secret.write_text("do not copy")
     (pgdata / "zenith.signal").symlink_to(secret)
     with pytest.raises(ArchiveError, match=r"zenith\.signal"):
+        fixup_signal_files(pgdata)
+    assert not (pgdata / "neon.signal").exists()
+
+
+def test_fixup_signal_files_refuses_a_fifo(tmp_path: Path) -> None:
+    pgdata = tmp_path / "pgdata"
+    pgdata.mkdir()
+    os.mkfifo(pgdata / "zenith.signal")
+    with pytest.raises(UnsafeMemberError, match="not a regular file"):
         fixup_signal_files(pgdata)
     assert not (pgdata / "neon.signal").exists()

@@ -151,6 +151,17 @@ def test_prints_lsn_and_gets_pgdata_and_token(
     assert TOKEN not in caplog.text
 
 
+def test_long_stderr_lines_are_logged_in_pieces(
+    make_fake: MakeFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = make_fake('sys.stderr.write("x" * 200000 + "\\nlast line")\n' + PRINT_LSN)
+    caplog.set_level(logging.INFO, LOGGER)
+    assert _run(fake, sleep=FakeSleep()) == Lsn.parse("0/16B5A50")
+    pieces = [r.getMessage() for r in caplog.records if r.getMessage().startswith("sync-")]
+    assert "sync-safekeepers: last line" in pieces
+    assert sum(m.count("x") for m in pieces) == 200000
+
+
 def test_without_token_no_token_variable(make_fake: MakeFake) -> None:
     fake = make_fake(PRINT_LSN)
     _run(fake, None, sleep=FakeSleep())
@@ -662,9 +673,97 @@ def test_fast_path_unreachable_and_empty() -> None:
     assert asyncio.run(main()) == (None, None)
 
 
-def test_fast_path_against_the_compute_dev_standin() -> None:
-    standin = pytest.importorskip("compute_dev.safekeeper")
-    pytest.skip(f"stand-in {standin.__name__} present: wire it here once its API settles")
+# The same checks against the project's safekeeper stand-in (compute_dev.safekeeper), which
+# answers from a timeline store. Imported inside the tests so this file does not depend on it.
+
+
+def _standin_store(lsn: Lsn) -> object:
+    from compute_dev.timelines import Timeline, TimelineStore
+
+    class OneTimeline(TimelineStore):
+        """A store holding just TENANT/TIMELINE at `lsn`, without running initdb."""
+
+        def get(self, tenant_id: TenantId, timeline_id: TimelineId) -> Timeline | None:
+            if (tenant_id, timeline_id) != (TENANT, TIMELINE):
+                return None
+            return Timeline(tenant_id, timeline_id, lsn, Path("unused"))
+
+    return OneTimeline(Path("unused"))
+
+
+async def _check_standins(
+    faults: list[object],
+    *,
+    token: str | None = None,
+    public_key: bytes | None = None,
+    timeline: TimelineId = TIMELINE,
+    timeout: float = 5.0,
+) -> Lsn | None:
+    from compute_dev.safekeeper import SafekeeperFaults, serve_safekeeper
+    from compute_dev.timelines import TimelineStore
+
+    store = _standin_store(Lsn.parse("0/16B5A50"))
+    assert isinstance(store, TimelineStore)
+    servers = []
+    for fault in faults:
+        assert isinstance(fault, SafekeeperFaults)
+        servers.append(
+            await serve_safekeeper(store, "127.0.0.1", 0, public_key=public_key, faults=fault)
+        )
+    try:
+        addresses = [f"127.0.0.1:{s.sockets[0].getsockname()[1]}" for s in servers]
+        return await check_already_synced(addresses, TENANT, timeline, token, timeout)
+    finally:
+        for server in servers:
+            server.close()
+
+
+def _faults(**kw: object) -> object:
+    from compute_dev.safekeeper import SafekeeperFaults
+
+    return SafekeeperFaults(**kw)  # type: ignore[arg-type]
+
+
+def test_standin_synced_and_unknown_timeline() -> None:
+    three = [_faults() for _ in range(3)]
+    assert asyncio.run(_check_standins(three)) == Lsn.parse("0/16B5A50")
+    other = TimelineId("00000000000000000000000000000001")
+    assert asyncio.run(_check_standins(three, timeline=other)) is None
+
+
+def test_standin_faults() -> None:
+    ok = [_faults(), _faults()]
+    assert asyncio.run(_check_standins([*ok, _faults(error="boom")])) == Lsn.parse("0/16B5A50")
+    slow = [_faults(), _faults(delay=60.0), _faults(delay=60.0)]
+    assert asyncio.run(_check_standins(slow, timeout=0.5)) is None
+    uneven = [_faults(flush_lsn=Lsn.parse("0/16B5A51"))]
+    assert asyncio.run(_check_standins(uneven)) is None
+    assert asyncio.run(_check_standins([_faults(no_row=True)])) is None
+    assert asyncio.run(_check_standins([_faults(reject_auth=True)], token=TOKEN)) is None
+
+
+def test_standin_jwt(caplog: pytest.LogCaptureFixture) -> None:
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    good = jwt.encode({"scope": "tenant", "tenant_id": str(TENANT)}, key, algorithm="EdDSA")
+    other = jwt.encode(
+        {"scope": "tenant", "tenant_id": "00000000000000000000000000000002"},
+        key,
+        algorithm="EdDSA",
+    )
+    caplog.set_level(logging.DEBUG)
+    synced = asyncio.run(_check_standins([_faults()], token=good, public_key=public))
+    assert synced == Lsn.parse("0/16B5A50")
+    assert asyncio.run(_check_standins([_faults()], token=other, public_key=public)) is None
+    assert asyncio.run(_check_standins([_faults()], token=None, public_key=public)) is None
+    assert good not in caplog.text
+    assert other not in caplog.text
 
 
 # --------------------------------------------------------------------------------------------
@@ -735,3 +834,30 @@ def test_mode_primary_sync_zero_means_latest(make_fake: MakeFake) -> None:
         sync_sk_check_ms=result.sync_sk_check_ms,
         sync_safekeepers_ms=result.sync_safekeepers_ms,
     )
+
+
+def test_fast_path_a_slow_safekeeper_costs_at_most_the_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The deadline covers the whole probe: no waiting for a server-side query cancel, and
+    no psycopg warnings about the abandoned query."""
+    caplog.set_level(logging.DEBUG)
+
+    async def main() -> tuple[Lsn | None, float, Lsn | None, float]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        slow = await _check([FakeSafekeeper(delay=60)], timeout=0.3)
+        slow_time = loop.time() - start
+        start = loop.time()
+        quorum_ok = await _check(
+            [FakeSafekeeper(), FakeSafekeeper(), FakeSafekeeper(delay=60)], timeout=30.0
+        )
+        return slow, slow_time, quorum_ok, loop.time() - start
+
+    slow, slow_time, quorum_ok, quorum_time = asyncio.run(main())
+    assert slow is None
+    assert slow_time < 3.0  # psycopg alone would wait 5 s for a cancelled query
+    assert quorum_ok == Lsn.parse("0/16B5A50")
+    assert quorum_time < 10.0  # collection stops at a quorum, long before the 30 s budget
+    assert "timed out" in caplog.text
+    assert not [r for r in caplog.records if r.name.startswith("psycopg") and r.levelno >= 30]

@@ -79,7 +79,7 @@ async def basebackup_lsn(
     static compute, latest (None) for a replica."""
     mode = pspec.spec.mode
     if mode.kind == "static":
-        return mode.lsn
+        return mode.lsn or None  # 0/0 means "latest"
     if mode.kind == "replica":
         return None
     started = time.monotonic()

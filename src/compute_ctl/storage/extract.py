@@ -729,7 +729,12 @@ def fixup_signal_files(pgdata: Path) -> bool:
 
     Returns whether a copy was made. Neither file is followed if it is a symlink.
     """
-    root = os.open(pgdata, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        root = os.open(pgdata, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ArchiveError(
+            f"cannot open the data directory {str(pgdata)!r}: {exc.strerror}"
+        ) from exc
     try:
         try:
             os.stat("neon.signal", dir_fd=root, follow_symlinks=False)
@@ -738,7 +743,12 @@ def fixup_signal_files(pgdata: Path) -> bool:
         else:
             return False
         try:
-            src = os.open("zenith.signal", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root)
+            # O_NONBLOCK: a FIFO planted under that name must not block the open.
+            src = os.open(
+                "zenith.signal",
+                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                dir_fd=root,
+            )
         except FileNotFoundError:
             return False
         except OSError as exc:

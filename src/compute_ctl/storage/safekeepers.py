@@ -23,6 +23,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -63,6 +64,8 @@ DEFAULT_TERM_GRACE: Final = 10.0
 
 _TARGET: Final = "sync-safekeepers"
 _SHOWN_OUTPUT: Final = 200
+_STOP_ROUNDS: Final = 100
+_STDERR_PIECE: Final = 64 * 1024
 
 # Children currently running, so a signal handler can reach them (see `forward_signal`).
 _children: set[asyncio.subprocess.Process] = set()
@@ -186,23 +189,34 @@ async def check_already_synced(
     for a safekeeper's failure: errors and timeouts only count against the quorum.
 
     Replies are collected in completion order until a quorum of successes or a quorum of
-    failures has arrived; the remaining probes are cancelled.
+    failures has arrived. Every probe starts at once and shares one deadline, `per_sk_timeout`
+    after the start, covering connect, startup, authentication and the query; a probe still
+    running at the deadline is a failure. The remaining probes are then stopped at once.
     """
     total = len(connstrings)
     needed = quorum(total)
-
-    async def probe(connstring: str) -> TimelineStatus | None:
-        async with asyncio.timeout(per_sk_timeout):
-            return await fetch_timeline_status(connstring, tenant_id, timeline_id, token)
-
-    tasks = [asyncio.create_task(probe(cs), name=f"timeline-status {cs}") for cs in connstrings]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + per_sk_timeout
+    _quiet_psycopg_in_probes()
+    tasks = [
+        asyncio.create_task(_probe(cs, tenant_id, timeline_id, token), name=f"timeline-status {cs}")
+        for cs in connstrings
+    ]
     where = {task: cs for task, cs in zip(tasks, connstrings, strict=True)}
     successes: list[TimelineStatus | None] = []
     failures = 0
     try:
         pending: set[asyncio.Task[TimelineStatus | None]] = set(tasks)
         while pending and len(successes) < needed and failures < needed:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                for task in pending:
+                    log.info("safekeeper %s: TIMELINE_STATUS timed out", where[task])
+                failures += len(pending)
+                break
+            done, pending = await asyncio.wait(
+                pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
             for task in done:
                 if len(successes) >= needed or failures >= needed:
                     break  # the rest arrived too late to be collected
@@ -210,19 +224,16 @@ async def check_already_synced(
                     reply = task.result()
                 except Exception as exc:
                     failures += 1
-                    reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
                     log.info(
                         "safekeeper %s: TIMELINE_STATUS failed: %s",
                         where[task],
-                        _redact(reason, token) or type(exc).__name__,
+                        _redact(str(exc), token) or type(exc).__name__,
                     )
                     continue
                 successes.append(reply)
                 log.info("safekeeper %s: TIMELINE_STATUS %s", where[task], _describe(reply))
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _stop_now(tasks)
 
     if len(successes) < needed:
         log.info(
@@ -238,6 +249,60 @@ async def check_already_synced(
     else:
         log.info("safekeepers are already synced at %s", lsn)
     return lsn
+
+
+async def _probe(
+    connstring: str, tenant_id: TenantId, timeline_id: TimelineId, token: str | None
+) -> TimelineStatus | None:
+    _in_probe.set(True)  # this task's own context: marks psycopg's log records as ours
+    return await fetch_timeline_status(connstring, tenant_id, timeline_id, token)
+
+
+_in_probe: ContextVar[bool] = ContextVar("in_timeline_status_probe", default=False)
+
+
+class _QuietProbeStop(logging.Filter):
+    """Drops psycopg's warnings about the abandoned query of a stopped probe.
+
+    Stopping a probe (see `_stop_now`) makes psycopg warn that the query could not be cancelled
+    on the server (safekeepers send no cancel key) and that it closed the connection. That is
+    the intended outcome, already logged by us as a timeout, so within probe tasks (and only
+    there) those records are dropped; errors still pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.WARNING or not _in_probe.get()
+
+
+_QUIET_FILTER: Final = _QuietProbeStop()
+
+
+def _quiet_psycopg_in_probes() -> None:
+    psycopg_log = logging.getLogger("psycopg")
+    if _QUIET_FILTER not in psycopg_log.filters:
+        psycopg_log.addFilter(_QUIET_FILTER)
+
+
+async def _stop_now(tasks: Sequence[asyncio.Task[TimelineStatus | None]]) -> None:
+    """Cancel the probes and wait until they are gone, without the grace psycopg would take.
+
+    psycopg answers the cancellation of a running query by sending the server a cancel
+    request and waiting up to 5 s for the query to end; cancelled again meanwhile, it closes
+    the connection at once. A safekeeper that missed its 100 ms deserves no such courtesy, so
+    the probes are cancelled until they are done (a few rounds at most).
+    """
+    for _ in range(_STOP_ROUNDS):
+        alive = [task for task in tasks if not task.done()]
+        if not alive:
+            break
+        for task in alive:
+            task.cancel()
+        await asyncio.sleep(0)
+    else:
+        log.warning("%d TIMELINE_STATUS probes did not stop", sum(not t.done() for t in tasks))
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: a late failure is not worth a warning
 
 
 def _describe(reply: TimelineStatus | None) -> str:
@@ -303,9 +368,22 @@ def forward_signal(signum: int = signal.SIGTERM) -> int:
 
 
 async def _forward_stderr(stream: asyncio.StreamReader, token: str | None) -> None:
-    while line := await stream.readline():
-        text = line.decode("utf-8", "backslashreplace").rstrip("\r\n")
+    """Log the child's stderr line by line (over-long lines in pieces, never an error)."""
+
+    def emit(line: bytes) -> None:
+        text = line.decode("utf-8", "backslashreplace").rstrip("\r")
         log.info("sync-safekeepers: %s", _redact(text, token))
+
+    pending = b""
+    while chunk := await stream.read(_STDERR_PIECE):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            emit(line)
+        if len(pending) >= _STDERR_PIECE:
+            emit(pending)
+            pending = b""
+    if pending:
+        emit(pending)
 
 
 async def _stop_child(proc: asyncio.subprocess.Process, grace: float) -> None:
