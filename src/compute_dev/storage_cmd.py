@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -23,9 +24,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from compute_dev.grpc_server import start_grpc_stand_in
-from compute_dev.pageserver import JwtVerifier, serve_pageserver_libpq
-from compute_dev.safekeeper import serve_safekeeper
+import grpc
+
+from compute_dev.grpc_server import GrpcFaults, start_grpc_stand_in
+from compute_dev.pageserver import Faults, JwtVerifier, serve_pageserver_libpq
+from compute_dev.safekeeper import SafekeeperFaults, serve_safekeeper
 from compute_dev.timelines import TimelineError, TimelineStore
 
 DEFAULT_LIBPQ_PORT = 64000
@@ -89,7 +92,61 @@ def add_storage_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         metavar="FILE",
         help="Ed25519 public key (PEM file or directory of them): require storage JWTs",
     )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        choices=LIBPQ_FAULTS,
+        metavar="NAME",
+        help="switch on a pageserver libpq fault (repeatable): " + ", ".join(LIBPQ_FAULTS),
+    )
+    parser.add_argument(
+        "--fault-times",
+        type=int,
+        metavar="N",
+        help="the libpq faults fire only N times in all, then requests succeed",
+    )
+    parser.add_argument(
+        "--grpc-fault",
+        choices=GRPC_FAULT_CODES,
+        metavar="CODE",
+        help="GetBaseBackup fails at call start with this status: " + ", ".join(GRPC_FAULT_CODES),
+    )
+    parser.add_argument(
+        "--safekeeper-fault",
+        choices=SAFEKEEPER_FAULTS,
+        metavar="NAME",
+        help="every safekeeper fails TIMELINE_STATUS this way: " + ", ".join(SAFEKEEPER_FAULTS),
+    )
     parser.set_defaults(handler=run_storage)
+
+
+LIBPQ_FAULTS = tuple(
+    f.name for f in dataclasses.fields(Faults) if f.type in ("bool", bool) and f.name != "times"
+)
+GRPC_FAULT_CODES = ("UNAVAILABLE", "NOT_FOUND", "INTERNAL", "PERMISSION_DENIED")
+SAFEKEEPER_FAULTS = ("no_row", "reject_auth", "error")
+
+
+def faults_from_args(
+    args: argparse.Namespace,
+) -> tuple[Faults | None, GrpcFaults | None, SafekeeperFaults | None]:
+    """The injected failures the command line asks for (§7.5), so whole-process tests can
+    drive each client path through a real `compute-dev storage` process."""
+    libpq = None
+    if args.fault:
+        libpq = Faults(times=args.fault_times, **dict.fromkeys(args.fault, True))
+    grpc_faults = None
+    if args.grpc_fault:
+        grpc_faults = GrpcFaults(start_code=grpc.StatusCode[args.grpc_fault])
+    safekeeper = None
+    if args.safekeeper_fault == "error":
+        safekeeper = SafekeeperFaults(error="injected safekeeper error")
+    elif args.safekeeper_fault == "no_row":
+        safekeeper = SafekeeperFaults(no_row=True)
+    elif args.safekeeper_fault == "reject_auth":
+        safekeeper = SafekeeperFaults(reject_auth=True)
+    return libpq, grpc_faults, safekeeper
 
 
 def run_storage(args: argparse.Namespace) -> int:
@@ -120,18 +177,25 @@ async def _serve(args: argparse.Namespace) -> int:
     shown_host = f"[{host}]" if ":" in host else host
 
     async with contextlib.AsyncExitStack() as running:
-        libpq = await serve_pageserver_libpq(store, host, args.libpq_port, public_key=verifier)
+        faults, grpc_faults, sk_faults = faults_from_args(args)
+        libpq = await serve_pageserver_libpq(
+            store, host, args.libpq_port, public_key=verifier, faults=faults
+        )
         running.push_async_callback(_close, libpq)
         safekeepers: list[asyncio.Server] = []
         for port in args.safekeeper_ports:
-            safekeepers.append(await serve_safekeeper(store, host, port, public_key=verifier))
+            safekeepers.append(
+                await serve_safekeeper(store, host, port, public_key=verifier, faults=sk_faults)
+            )
             running.push_async_callback(_close, safekeepers[-1])
-        grpc = await start_grpc_stand_in(store, host, args.grpc_port, public_key=key_path)
-        running.push_async_callback(grpc.stop, 1.0)
+        grpc_stand_in = await start_grpc_stand_in(
+            store, host, args.grpc_port, public_key=key_path, faults=grpc_faults
+        )
+        running.push_async_callback(grpc_stand_in.stop, 1.0)
 
         ready: dict[str, Any] = {
             "pageserver_libpq_url": f"postgres://no_user@{shown_host}:{_bound_port(libpq)}",
-            "pageserver_grpc_url": grpc.url,
+            "pageserver_grpc_url": grpc_stand_in.url,
             "safekeeper_connstrings": [f"{shown_host}:{_bound_port(s)}" for s in safekeepers],
             "auth": "jwt" if verifier is not None else "trust",
             "timelines": [

@@ -66,7 +66,9 @@ class Storage:
     lsn: str
 
 
-def start_storage(root: Path) -> Storage:
+def start_storage(root: Path, *extra: str) -> Storage:
+    """`compute-dev timeline create` then `compute-dev storage` (with `extra` flags, e.g.
+    faults) on free ports."""
     created = subprocess.run(
         [sys.executable, "-m", "compute_dev.cli", "timeline", "create", "--dir", str(root)],
         capture_output=True,
@@ -75,7 +77,7 @@ def start_storage(root: Path) -> Storage:
     )
     timeline = json.loads(created.stdout)
     argv = [sys.executable, "-m", "compute_dev.cli", "storage", "--dir", str(root)]
-    argv += ["--libpq-port", "0", "--grpc-port", "0", "--safekeeper-ports", "0,0,0"]
+    argv += ["--libpq-port", "0", "--grpc-port", "0", "--safekeeper-ports", "0,0,0", *extra]
     with open(root / "storage.log", "w") as log:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
     assert process.stdout is not None
