@@ -653,6 +653,9 @@ def _payload(
 ) -> Generator[bytes, None, None]:
     """The COPY payload: the timeline's tarball, gzip-compressed at the fastest level if asked,
     and cut, left unfinished or corrupted as `cut` says. Blocking (file reads, compression)."""
+    if gzip and cut is None and timeline.prepared_path.is_file():
+        yield from timeline.tar_chunks(gzip=True)  # the prepared file, as the gRPC side does
+        return
     compressor = zlib.compressobj(1, zlib.DEFLATED, _GZIP_WBITS) if gzip else None
 
     def encode(data: bytes, mode: int = zlib.Z_NO_FLUSH) -> bytes:

@@ -107,6 +107,13 @@ def add_storage_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help="the libpq faults fire only N times in all, then requests succeed",
     )
     parser.add_argument(
+        "--basebackup-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long before a libpq basebackup starts streaming (as wait_lsn does)",
+    )
+    parser.add_argument(
         "--grpc-fault",
         choices=GRPC_FAULT_CODES,
         metavar="CODE",
@@ -134,8 +141,12 @@ def faults_from_args(
     """The injected failures the command line asks for (§7.5), so whole-process tests can
     drive each client path through a real `compute-dev storage` process."""
     libpq = None
-    if args.fault:
-        libpq = Faults(times=args.fault_times, **dict.fromkeys(args.fault, True))
+    if args.fault or args.basebackup_delay:
+        libpq = Faults(
+            times=args.fault_times,
+            copy_delay=args.basebackup_delay,
+            **dict.fromkeys(args.fault, True),
+        )
     grpc_faults = None
     if args.grpc_fault:
         grpc_faults = GrpcFaults(start_code=grpc.StatusCode[args.grpc_fault])

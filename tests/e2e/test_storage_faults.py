@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Compute, Storage, shared_tempdir, start_storage, stop_process
+from tests.e2e.harness import (
+    Compute,
+    Storage,
+    http,
+    shared_tempdir,
+    start_storage,
+    stop_process,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -78,3 +85,20 @@ def test_permanent_storage_faults_fail_with_the_cause(
     assert status["error"].startswith("failed to get basebackup@")
     assert cause in status["error"]
     assert compute.wait_exit() == 1
+
+
+@pytest.mark.parametrize(
+    "faulty_storage", [["--basebackup-delay", "3"]], indirect=True, ids=["slow-basebackup"]
+)
+def test_wrong_state_answers_during_init(faulty_storage: Storage, compute: Compute) -> None:
+    spec = spec_for(faulty_storage, compute, "libpq")
+    compute.start("-S", str(compute.write("spec.json", spec)))
+    assert compute.wait_status("init")["status"] == "init"
+    request = {"spec": spec, "compute_ctl_config": {"jwks": {"keys": []}}}
+    answer = http("POST", f"{compute.url}/configure", request)
+    assert (answer.status, answer.json()) == (412, {"error": "invalid compute status: init"})
+    answer = http("POST", f"{compute.url}/terminate")
+    assert (answer.status, answer.json()) == (412, {"error": "invalid compute status: init"})
+    metrics = http("GET", f"{compute.url}/metrics").body.decode()
+    assert 'compute_ctl_up{build_tag="latest",status="init"} 1.0' in metrics
+    assert compute.wait_status("running")["status"] == "running"
