@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/compute-dev spec check examples/spec.json
+# A whole local compute: storage stand-ins, a spec pointing at them, compute_ctl in the
+# foreground (Ctrl-C stops everything). PROTOCOL=grpc fetches the basebackup over gRPC.
+PROTOCOL ?= libpq
+run: $(STAMP) postgres
+	$(BIN)/compute-dev spec check examples/spec.json >/dev/null
+	$(BIN)/compute-dev up --protocol $(PROTOCOL)
 
 # PostgreSQL server binaries from Debian's package, installed only when none is found.
 postgres:
