@@ -426,6 +426,8 @@ class PageServiceStandIn:
         gzip = request.compression == pb.BASE_BACKUP_COMPRESSION_GZIP
         chunks = timeline.tar_chunks(gzip=gzip, chunk_size=CHUNK_SIZE)
         sent = 0
+        sent_bytes = 0
+        lsn = Lsn(request.lsn) if request.lsn else "latest"
         while True:
             if stop_after is not None and sent >= stop_after:
                 await context.abort(
@@ -437,8 +439,17 @@ class PageServiceStandIn:
             except (OSError, TimelineError) as exc:
                 await context.abort(grpc.StatusCode.INTERNAL, f"basebackup failed: {exc}")
             if chunk is None:
+                log.info(
+                    "grpc GetBaseBackup tenant=%s timeline=%s lsn=%s replica=%s bytes=%d",
+                    ids.tenant_id,
+                    ids.timeline_id,
+                    lsn,
+                    request.replica,
+                    sent_bytes,
+                )
                 return
             sent += 1
+            sent_bytes += len(chunk)
             yield pb.GetBaseBackupResponseChunk(chunk=chunk)
 
     async def lease_lsn(

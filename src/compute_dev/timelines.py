@@ -232,7 +232,7 @@ class TimelineStore:
         tenant = tenant_id if tenant_id is not None else TenantId.generate()
         timeline = timeline_id if timeline_id is not None else TimelineId.generate()
         bindir = find_pg_bin(pg_bin)
-        user = server_user()
+        user = server_user(announce=True)
         directory = self._dir(tenant, timeline)
         if directory.exists():
             raise TimelineError(f"timeline {tenant}/{timeline} already exists in {self.root}")
