@@ -50,10 +50,36 @@ def _parse_u32_hex(text: str) -> int | None:
     return value if value <= 0xFFFF_FFFF else None
 
 
-class Lsn(int):
+class _TextForm:
+    """Pydantic hooks for a scalar whose JSON form is a string: validated by the class's own
+    `_validate` (its parser, with our error texts) and serialized with `str()`."""
+
+    JSON_PATTERN: ClassVar[str]
+
+    @classmethod
+    def _validate(cls, value: object) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[Any], handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._validate, serialization=core_schema.to_string_ser_schema()
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "pattern": cls.JSON_PATTERN}
+
+
+class Lsn(_TextForm, int):
     """A WAL position (u64) whose text form is `HIGH/LOW` in upper-case hex, e.g. `0/16B5A50`."""
 
     MAX: ClassVar[int] = 2**64 - 1
+    JSON_PATTERN = r"^\s*\+?[0-9A-Fa-f]{1,8}/\+?[0-9A-Fa-f]{1,8}\s*$"
 
     def __new__(cls, value: int) -> Self:
         if not 0 <= value <= cls.MAX:
@@ -87,19 +113,6 @@ class Lsn(int):
         except ValueError as exc:
             raise PydanticCustomError("lsn_parse", str(exc)) from None
 
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: type[Any], handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            cls._validate, serialization=core_schema.to_string_ser_schema()
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {"type": "string", "pattern": r"^\s*\+?[0-9A-Fa-f]{1,8}/\+?[0-9A-Fa-f]{1,8}\s*$"}
 
 
 def hex_decode_error(text: str, length: int) -> str | None:
@@ -115,10 +128,11 @@ def hex_decode_error(text: str, length: int) -> str | None:
     return None
 
 
-class _HexId16(str):
+class _HexId16(_TextForm, str):
     """A 16-byte id shown as 32 lower-case hex digits. Parsing accepts either case."""
 
     kind: ClassVar[str] = "id"
+    JSON_PATTERN = "^[0-9a-fA-F]{32}$"
 
     def __new__(cls, text: str) -> Self:
         problem = hex_decode_error(text, 16)
@@ -147,19 +161,6 @@ class _HexId16(str):
                 "id_parse", "invalid {kind}: {problem}", {"kind": cls.kind, "problem": str(exc)}
             ) from None
 
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: type[Any], handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            cls._validate, serialization=core_schema.to_string_ser_schema()
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}
 
 
 class TenantId(_HexId16):
@@ -171,9 +172,10 @@ class TimelineId(_HexId16):
 
 
 @dataclass(frozen=True, order=True)
-class ShardIndex:
+class ShardIndex(_TextForm):
     """Which shard of how many: the `shards` map key, text `{number:02x}{count:02x}`."""
 
+    JSON_PATTERN: ClassVar[str] = "^[0-9a-fA-F]{4}$"
     number: int
     count: int
 
@@ -210,19 +212,6 @@ class ShardIndex:
                 {"text": repr(value), "problem": str(exc)},
             ) from None
 
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: type[Any], handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            cls._validate, serialization=core_schema.to_string_ser_schema()
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {"type": "string", "pattern": "^[0-9a-fA-F]{4}$"}
 
 
 @dataclass(frozen=True)
