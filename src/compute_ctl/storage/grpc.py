@@ -16,10 +16,8 @@ with the same token again cannot succeed.
 from __future__ import annotations
 
 import datetime
-import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import urlsplit
 
 import grpc
@@ -28,6 +26,7 @@ import grpc.aio
 from compute_ctl.errors import StorageError
 from compute_ctl.spec.types import Lsn, ShardIndex, TenantId, TimelineId
 from compute_ctl.storage.proto import page_service_pb2 as pb
+from compute_ctl.storage.sink import ChunkSink, feed
 
 SERVICE = pb.DESCRIPTOR.services_by_name["PageService"].full_name
 GET_BASE_BACKUP = f"/{SERVICE}/GetBaseBackup"
@@ -60,12 +59,6 @@ TRANSIENT_CODES = frozenset(
 """Status codes worth retrying. Everything else (INVALID_ARGUMENT, UNAUTHENTICATED,
 PERMISSION_DENIED, FAILED_PRECONDITION, UNIMPLEMENTED, OUT_OF_RANGE) describes the request
 or the token, which a retry sends unchanged."""
-
-
-class ChunkSink(Protocol):
-    """Where basebackup bytes go (the streaming extractor). `feed` may be a coroutine."""
-
-    def feed(self, chunk: bytes, /) -> Awaitable[None] | None: ...
 
 
 @dataclass(frozen=True)
@@ -205,9 +198,7 @@ async def grpc_basebackup(
             async for response in method(request, metadata=metadata):
                 chunk: bytes = response.chunk
                 received += len(chunk)
-                fed = sink.feed(chunk)
-                if inspect.isawaitable(fed):
-                    await fed
+                await feed(sink, chunk)
         except grpc.aio.AioRpcError as exc:
             raise _status_error(target, "basebackup", exc, token) from None
     return received

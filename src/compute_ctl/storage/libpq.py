@@ -22,28 +22,21 @@ else (connection failures, unknown timelines, server errors, cut streams) is.
 from __future__ import annotations
 
 import datetime
-import inspect
 import re
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 
 from compute_ctl.errors import StorageError
 from compute_ctl.spec.types import Lsn, TenantId, TenantShardId, TimelineId
+from compute_ctl.storage.sink import ChunkSink, feed
 
 APPLICATION_NAME = "compute_ctl"
 DEFAULT_PORT = 5432
 _AUTH_FAILURES = ("JWT authentication error", "Unauthorized", "fe_sendauth", "password")
-
-
-class ChunkSink(Protocol):
-    """Where basebackup bytes go (the streaming extractor). `feed` may be a coroutine."""
-
-    def feed(self, chunk: bytes, /) -> Awaitable[None] | None: ...
 
 
 @dataclass(frozen=True)
@@ -182,9 +175,7 @@ async def libpq_basebackup(
             async for data in copy:
                 received += len(data)
                 try:
-                    fed = sink.feed(bytes(data))
-                    if inspect.isawaitable(fed):
-                        await fed
+                    await feed(sink, bytes(data))
                 except BaseException:
                     # Stop the stream now: leaving the block would cancel and drain it.
                     await conn.close()
