@@ -22,10 +22,8 @@ from compute_ctl.postgres.conf import (
 from compute_ctl.spec.models import TlsConfig
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.types import Lsn
-from compute_ctl.storage.basebackup import get_basebackup
 from compute_ctl.storage.extract import fixup_signal_files
 from compute_ctl.storage.retry import basebackup_retry_policy
-from compute_ctl.storage.safekeepers import check_already_synced, sync_safekeepers
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +75,13 @@ async def basebackup_lsn(
 ) -> Lsn | None:
     """The LSN to fetch at: the safekeepers' commit LSN for a primary, the pinned LSN for a
     static compute, latest (None) for a replica."""
+    # The storage clients (psycopg, grpc) load here, not at process start: /status must
+    # answer as early as possible.
+    from compute_ctl.storage.safekeepers import (  # noqa: PLC0415
+        check_already_synced,
+        sync_safekeepers,
+    )
+
     mode = pspec.spec.mode
     if mode.kind == "static":
         return mode.lsn or None  # 0/0 means "latest"
@@ -124,6 +129,8 @@ def finish_pgdata(pspec: ParsedSpec, pgdata: Path) -> None:
 async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: ComputeMetrics) -> None:
     recreate_pgdata(opts.pgdata)
     write_postgresql_conf(pspec, opts)
+    from compute_ctl.storage.basebackup import get_basebackup  # noqa: PLC0415 - see above
+
     lsn = await basebackup_lsn(pspec, opts, metrics)
     stats = await get_basebackup(pspec, lsn, opts.pgdata, policy=basebackup_retry_policy())
     metrics.pageserver_connect_micros = stats.connect_micros
