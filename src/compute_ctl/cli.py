@@ -14,18 +14,22 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+from compute_ctl.control_plane import RPC, fetch_config
 from compute_ctl.errors import ComputeError, SpecError
+from compute_ctl.http.auth import AllowAll, Authorizer
+from compute_ctl.http.jwt import JwtAuthorizer
 from compute_ctl.spec.load import load_compute_config, load_compute_spec
-from compute_ctl.spec.models import ComputeCtlConfig
+from compute_ctl.spec.models import ComputeCtlConfig, ComputeSpec
 from compute_ctl.spec.resolve import ParsedSpec, resolve
 
 PRIVILEGED_ROLE_RE = re.compile(r"^[a-z_]+$")
+INSTANCE_ID_ENV = "INSTANCE_ID"
 DEFAULT_FILECACHE_CONNSTR = (
     "host=localhost port=5432 dbname=postgres user=cloud_admin sslmode=disable "
     "application_name=vm-monitor"
@@ -211,21 +215,46 @@ def parse_params(argv: Sequence[str] | None = None) -> Params:
     return params_from_args(build_parser().parse_args(argv))
 
 
-def _load_inputs(params: Params) -> tuple[ParsedSpec | None, ComputeCtlConfig | None]:
-    """The boot spec and compute_ctl's settings, from `-S` or `-c` (no network here)."""
+def _resolve_config_spec(spec: ComputeSpec | None) -> ParsedSpec | None:
+    if spec is None:
+        return None
+    try:
+        return resolve(spec)
+    except SpecError as exc:
+        raise SpecError(f"spec.{exc.field}", exc.problem) from exc.__cause__
+
+
+def _load_inputs(
+    params: Params, on_cplane_attempt: Callable[[str], None]
+) -> tuple[ParsedSpec | None, ComputeCtlConfig | None]:
+    """The boot spec and compute_ctl's settings, from `-S`, `-c` or the control plane."""
     if params.spec_path is not None:
         spec = load_compute_spec(_read(params.spec_path))
         return resolve(spec), None
     if params.config_path is not None:
         config = load_compute_config(_read(params.config_path))
-        pspec = None
-        if config.spec is not None:
-            try:
-                pspec = resolve(config.spec)
-            except SpecError as exc:
-                raise SpecError(f"spec.{exc.field}", exc.problem) from exc.__cause__
-        return pspec, config.compute_ctl_config
+        return _resolve_config_spec(config.spec), config.compute_ctl_config
+    if params.control_plane_uri is not None and params.compute_id is not None:
+        reply = fetch_config(
+            params.control_plane_uri, params.compute_id, on_attempt=on_cplane_attempt
+        )
+        return _resolve_config_spec(reply.spec), reply.compute_ctl_config
     return None, None
+
+
+def make_authorizer(params: Params, ctl_config: ComputeCtlConfig | None) -> Authorizer | None:
+    """JWT checks with the boot config's keys; none with `INSTANCE_ID` set or no config."""
+    logger = logging.getLogger("compute_ctl")
+    if INSTANCE_ID_ENV in os.environ:
+        logger.info("%s is set: the external HTTP API does not check tokens", INSTANCE_ID_ENV)
+        return AllowAll()
+    if ctl_config is None:
+        logger.warning(
+            "no compute_ctl_config (bare spec or no config): "
+            "the external HTTP API is served without authentication"
+        )
+        return None
+    return JwtAuthorizer(ctl_config.jwks.keys, params.compute_id)
 
 
 def _read(path: Path) -> bytes:
@@ -258,26 +287,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if params.control_plane_uri is not None:
-        print(
-            "compute_ctl: error: --control-plane-uri is not supported by this build yet",
-            file=sys.stderr,
-        )
-        return 2
+    _setup_logging()
+    from compute_ctl.compute.metrics import PromMetrics  # noqa: PLC0415 - keep --help fast
+
+    prom = PromMetrics()
+
+    def count_cplane_attempt(http_status: str) -> None:
+        prom.cplane_requests.labels(rpc=RPC, http_status=http_status).inc()
+
     try:
-        pspec, ctl_config = _load_inputs(params)
+        pspec, ctl_config = _load_inputs(params, count_cplane_attempt)
     except ComputeError as exc:
         print(f"compute_ctl: error: {exc.one_line()}", file=sys.stderr)
         return 1
-    _setup_logging()
     from compute_ctl.compute.node import ComputeNode  # noqa: PLC0415 - keep --help fast
 
-    if ctl_config is None:
-        logging.getLogger("compute_ctl").warning(
-            "no compute_ctl_config (bare spec or no config): "
-            "the external HTTP API is served without authentication"
-        )
-    node = ComputeNode(params, pspec=pspec, ctl_config=ctl_config)
+    authorizer = make_authorizer(params, ctl_config)
+    node = ComputeNode(params, pspec=pspec, ctl_config=ctl_config, authorizer=authorizer, prom=prom)
     return asyncio.run(node.run())
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from compute_dev.control_plane import add_control_plane_parser
 from compute_dev.spec_cmd import add_spec_parser
 from compute_dev.storage_cmd import add_storage_parser
 from compute_dev.timelines import add_timeline_parser
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_timeline_parser(sub)
     add_storage_parser(sub)
     add_up_parser(sub)
+    add_control_plane_parser(sub)
     return parser
 
 

@@ -12,10 +12,14 @@ from typing import Any
 import pytest
 
 from tests.e2e.harness import (
+    CONTROL_PLANE_TOKEN,
     Compute,
+    ControlPlane,
+    SigningKey,
     Storage,
     free_port,
     shared_tempdir,
+    start_control_plane,
     start_storage,
     stop_process,
 )
@@ -48,6 +52,26 @@ def compute() -> Iterator[Compute]:
             except (ValueError, ProcessLookupError):
                 pass
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def control_plane() -> Iterator[ControlPlane]:
+    """A control-plane stand-in serving specs from a fresh directory; it requires
+    `CONTROL_PLANE_TOKEN` as the bearer token."""
+    root = shared_tempdir("e2e-cplane-")
+    spec_dir = root / "specs"
+    spec_dir.mkdir()
+    running = start_control_plane(spec_dir, token=CONTROL_PLANE_TOKEN)
+    try:
+        yield running
+    finally:
+        stop_process(running.process)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> SigningKey:
+    return SigningKey()
 
 
 SpecFactory = Callable[..., dict[str, Any]]

@@ -7,6 +7,8 @@ Waiting is always on a real condition (a status, an exit) with a deadline, never
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import signal
@@ -22,7 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jwt
 import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from compute_dev.pgbin import RunAs, find_pg_bin, server_user
 
@@ -136,6 +141,93 @@ def http(
         return HttpAnswer(exc.code, exc.read(), dict(exc.headers))
 
 
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class SigningKey:
+    """An Ed25519 key pair as neon_local makes one: its JWK (kid = base64url SHA-256 of the
+    public key) goes in `compute_ctl_config.jwks`, tokens are signed with the private half."""
+
+    private: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+
+    @property
+    def public_raw(self) -> bytes:
+        return self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    @property
+    def kid(self) -> str:
+        return b64url(hashlib.sha256(self.public_raw).digest())
+
+    def jwk(self) -> dict[str, Any]:
+        return {
+            "use": "sig",
+            "key_ops": ["verify"],
+            "alg": "EdDSA",
+            "kid": self.kid,
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": b64url(self.public_raw),
+        }
+
+    def token(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str:
+        return jwt.encode(claims, self.private, algorithm="EdDSA", headers=headers)
+
+    def compute_token(self, compute_id: str) -> str:
+        """What neon_local sends for ordinary calls."""
+        return self.token({"compute_id": compute_id, "scope": None, "aud": None})
+
+    def admin_token(self) -> str:
+        """What neon_local sends for /terminate."""
+        return self.token({"compute_id": None, "scope": "compute_ctl:admin", "aud": ["compute"]})
+
+
+def ctl_config(*keys: SigningKey) -> dict[str, Any]:
+    return {"jwks": {"keys": [key.jwk() for key in keys]}}
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token is not None else {}
+
+
+@dataclass
+class ControlPlane:
+    """A running `compute-dev control-plane` serving `spec_dir/{id}.json`."""
+
+    process: subprocess.Popen[str]
+    spec_dir: Path
+    url: str
+
+    def put(self, compute_id: str, document: Any) -> None:
+        """What the stand-in answers for `compute_id` from now on (a document, or a status)."""
+        status = self.spec_dir / f"{compute_id}.status"
+        if isinstance(document, int):
+            status.write_text(str(document))
+            return
+        status.unlink(missing_ok=True)
+        target = self.spec_dir / f"{compute_id}.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(document))
+        tmp.replace(target)  # never a half-written file
+
+
+CONTROL_PLANE_TOKEN = "cp-token"
+
+
+def start_control_plane(spec_dir: Path, token: str | None = None) -> ControlPlane:
+    argv = [sys.executable, "-m", "compute_dev.cli", "control-plane", "--port", "0"]
+    argv += ["--spec-dir", str(spec_dir)]
+    if token is not None:
+        argv += ["--token", token]
+    with open(spec_dir.parent / f"{spec_dir.name}.log", "w") as log:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
+    assert process.stdout is not None
+    ready = json.loads(process.stdout.readline())
+    process.stdout.close()
+    return ControlPlane(process=process, spec_dir=spec_dir, url=ready["control_plane_url"])
+
+
 @dataclass
 class Compute:
     """One compute_ctl process started from a spec (or empty)."""
@@ -147,6 +239,15 @@ class Compute:
     process: subprocess.Popen[bytes] | None = None
     run_as: RunAs = field(default_factory=server_user)
     pg_bin: Path = field(default_factory=find_pg_bin)
+    token: str | None = None  # sent by `status()` and `call()`
+
+    @property
+    def internal_url(self) -> str:
+        return f"http://127.0.0.1:{self.internal_port}"
+
+    def call(self, method: str, path: str, body: Any = None) -> HttpAnswer:
+        """A request to the external API with this compute's token."""
+        return http(method, f"{self.url}{path}", body, headers=bearer(self.token))
 
     @property
     def pgdata(self) -> Path:
@@ -178,7 +279,8 @@ class Compute:
         self.run_as.chown(path)
         return path
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def start(self, *args: str, env: dict[str, str] | None = None, wait: bool = True) -> None:
+        """Start compute_ctl with `args`; unless `wait` is false, until its API answers."""
         argv = [
             sys.executable,
             "-m",
@@ -205,7 +307,8 @@ class Compute:
                 env=self.run_as.env({**os.environ, **(env or {})}),
                 cwd=self.workdir,
             )
-        wait_until("the HTTP API", self._http_up)
+        if wait:
+            wait_until("the HTTP API", self._http_up)
 
     def _http_up(self) -> bool:
         assert self.process is not None
@@ -221,7 +324,7 @@ class Compute:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def status(self) -> dict[str, Any]:
-        answer = http("GET", f"{self.url}/status")
+        answer = self.call("GET", "/status")
         assert answer.status == 200, answer
         result: dict[str, Any] = answer.json()
         return result
@@ -240,10 +343,24 @@ class Compute:
             raise AssertionError(f"status {seen}, wanted {wanted}\n{self.log()}") from None
         return seen
 
+    def metric(self, name: str) -> float | None:
+        """One sample's value from /metrics (`name` includes its labels), None if absent."""
+        text = http("GET", f"{self.url}/metrics").body.decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
     def sql(self, query: str) -> Any:
         with psycopg.connect(self.connstr, connect_timeout=10, autocommit=True) as conn:
             row = conn.execute(query).fetchone()
             return row[0] if row else None
+
+    def execute(self, statement: str, dbname: str | None = None) -> None:
+        """Run a statement that returns no rows, as cloud_admin (in `dbname` if given)."""
+        conninfo = psycopg.conninfo.make_conninfo(self.connstr, dbname=dbname or "postgres")
+        with psycopg.connect(conninfo, connect_timeout=10, autocommit=True) as conn:
+            conn.execute(statement.encode())  # test-controlled text
 
     def postmaster_pid(self) -> int:
         return int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])

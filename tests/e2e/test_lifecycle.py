@@ -8,7 +8,15 @@ import signal
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, Storage, http, pid_alive, wait_until
+from tests.e2e.harness import (
+    Compute,
+    SigningKey,
+    Storage,
+    ctl_config,
+    http,
+    pid_alive,
+    wait_until,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -16,7 +24,7 @@ pytestmark = pytest.mark.postgres
 def terminate_and_check(compute: Compute, mode: str = "fast") -> dict[str, object]:
     """/terminate, then the process exits 0 and no Postgres is left behind."""
     pid = compute.postmaster_pid()
-    answer = http("POST", f"{compute.url}/terminate?mode={mode}")
+    answer = compute.call("POST", f"/terminate?mode={mode}")
     assert answer.status == 200, answer
     assert compute.wait_exit() == 0, compute.log()
     assert not pid_alive(pid)
@@ -43,9 +51,12 @@ def test_seed_command_line_reaches_running(
     assert terminate_and_check(compute) == {"lsn": None}
 
 
-def test_config_file_with_spec(compute: Compute, make_spec: SpecFactory) -> None:
-    config = {"spec": make_spec(), "compute_ctl_config": {"jwks": {"keys": []}}}
+def test_config_file_with_spec(
+    compute: Compute, make_spec: SpecFactory, signing_key: SigningKey
+) -> None:
+    config = {"spec": make_spec(), "compute_ctl_config": ctl_config(signing_key)}
     path = compute.write("config.json", config)
+    compute.token = signing_key.compute_token("compute-1")
     compute.start("-c", str(path), "-i", "compute-1")
     compute.wait_status("running")
     terminate_and_check(compute, "immediate")

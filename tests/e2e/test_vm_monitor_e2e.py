@@ -90,7 +90,6 @@ def start_autoscaling(compute: Compute, spec: dict[str, Any], monitor_port: int)
     assert status["status"] == "running", compute.log()
 
 
-@pytest.mark.skip(reason="waiting for the lifecycle hook")
 def test_autoscaling_compute_serves_the_monitor(compute: Compute, make_spec: SpecFactory) -> None:
     port = free_port()
     start_autoscaling(compute, make_spec(), port)

@@ -25,9 +25,11 @@ from compute_ctl.cli import Params
 from compute_ctl.compute.metrics import PromMetrics
 from compute_ctl.compute.prepare import PrepareOptions, prepare_pgdata, write_postgresql_conf
 from compute_ctl.compute.state import ComputeState, ComputeStatus, utcnow
-from compute_ctl.errors import ComputeError, chain_text
+from compute_ctl.control_plane import RPC, fetch_config_async
+from compute_ctl.errors import ComputeError, ConfigError, SpecError, chain_text
 from compute_ctl.http.app import bind_socket, external_app, internal_app, make_server
 from compute_ctl.http.auth import Authorizer
+from compute_ctl.monitor import ComputeMonitor
 from compute_ctl.postgres.conf import (
     SUBSCRIBERS_ENABLED_LINE,
     TEMP_OVERRIDE_FILE,
@@ -42,8 +44,9 @@ from compute_ctl.postgres.process import (
     spawn_postgres,
     wait_until_ready,
 )
-from compute_ctl.spec.models import ComputeCtlConfig
-from compute_ctl.spec.resolve import ParsedSpec
+from compute_ctl.spec.load import load_compute_config, load_compute_spec
+from compute_ctl.spec.models import ComputeCtlConfig, ComputeFeature, ComputeSpec
+from compute_ctl.spec.resolve import ParsedSpec, resolve
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ FAILED_EXIT_DELAY = 30.0
 DEV_EXIT_DELAY = 1.0
 NORMAL_EXIT_DELAY = 0.3
 STOP_TIMEOUT = 30.0
+REFRESH_RETRY_DELAY = 5.0
 
 CatalogApplier = Callable[[ParsedSpec, "ComputeNode", bool], Awaitable[None]]
 
@@ -72,11 +76,13 @@ class ComputeNode:
         authorizer: Authorizer | None = None,
         catalog: CatalogApplier | None = None,
         log_out: TextIO | None = None,
+        prom: PromMetrics | None = None,
     ) -> None:
         self.params = params
         self.state = ComputeState(pspec=pspec)
         self.ctl_config = ctl_config
-        self.prom = PromMetrics()
+        self.prom = prom if prom is not None else PromMetrics()
+        self.prom.set_status(self.state.status)
         self.state.listeners.append(self.prom.set_status)
         self.authorizer = authorizer
         self.catalog = catalog
@@ -88,6 +94,11 @@ class ComputeNode:
         self._tasks: set[asyncio.Task[None]] = set()
         self._terminating = asyncio.Event()
         self._main_task: asyncio.Task[object] | None = None
+        self._vm_monitor: asyncio.Task[None] | None = None
+        self._monitor_task: asyncio.Task[None] | None = None
+        # /refresh_configuration calls, and how many of them the configurator has taken up.
+        self.refresh_requests = 0
+        self._refresh_handled = 0
 
     # ----------------------------------------------------------------------------------------
     # Helpers
@@ -190,7 +201,7 @@ class ComputeNode:
 
         spawn_started = time.monotonic()
         env = postgres_env(os.environ, pspec.storage_auth_token)
-        prefix = ("cgexec", "-g", "memory:neon-postgres") if os.environ.get("AUTOSCALING") else ()
+        prefix = ("cgexec", "-g", "memory:neon-postgres") if "AUTOSCALING" in os.environ else ()
         pg = await spawn_postgres(
             self.params.pgbin, self.pgdata, env=env, argv_prefix=prefix, log_out=self.log_out
         )
@@ -239,29 +250,146 @@ class ComputeNode:
             override.write_text("")
             await self.reload()
 
+    def _configurator_has_work(self) -> bool:
+        status = self.state.status
+        return status is ComputeStatus.CONFIGURATION_PENDING or (
+            status is ComputeStatus.REFRESH_CONFIGURATION_PENDING
+            and self.refresh_requests > self._refresh_handled
+        )
+
     async def configurator(self) -> None:
-        """Pick up specs delivered to a running compute (§6.2); stops once Failed is seen."""
+        """Apply specs delivered to a running compute and refresh requests (§6.2).
+
+        Unless work is already waiting, it waits for the next status change and then looks at
+        the status: a pending configuration or refresh is taken up; `failed`, termination or
+        anything else after a wake-up ends the task or is ignored. A refresh that failed leaves
+        `refresh_configuration_pending`, retried on the next /refresh_configuration.
+        """
         state = self.state
         while True:
             async with state.condition:
-                await state.condition.wait_for(
-                    lambda: (
-                        state.status in (ComputeStatus.CONFIGURATION_PENDING, ComputeStatus.FAILED)
-                        or state.status.is_termination_pending
-                    )
-                )
-                if state.status is not ComputeStatus.CONFIGURATION_PENDING:
+                if not self._configurator_has_work():
+                    await state.condition.wait()
+                status = state.status
+                if status is ComputeStatus.CONFIGURATION_PENDING:
+                    state.set_locked(ComputeStatus.CONFIGURATION)
+                elif status is ComputeStatus.REFRESH_CONFIGURATION_PENDING:
+                    self._refresh_handled = self.refresh_requests
+                    state.set_locked(ComputeStatus.REFRESH_CONFIGURATION)
+                elif status is ComputeStatus.FAILED or status.is_termination_pending:
                     return
-                state.set_locked(ComputeStatus.CONFIGURATION)
+                else:
+                    continue
                 pspec = state.pspec
+            if status is ComputeStatus.REFRESH_CONFIGURATION_PENDING:
+                await self.refresh_configuration()
+                continue
             assert pspec is not None
             try:
                 await self.reconfigure(pspec)
             except Exception as exc:
                 log.error("could not apply the new spec: %s", chain_text(exc))
                 await state.set_status(ComputeStatus.FAILED)
-                return
+                continue
             await state.set_status(ComputeStatus.RUNNING)
+
+    # ----------------------------------------------------------------------------------------
+    # Refresh (POST /refresh_configuration)
+
+    async def signal_refresh_configuration(self) -> None:
+        """Ask the configurator to pull the config again. A no-op while starting; refused
+        (ComputeError) unless running, failed or already pending."""
+        state = self.state
+        async with state.condition:
+            status = state.status
+            if status is ComputeStatus.INIT:
+                return
+            if status not in (
+                ComputeStatus.RUNNING,
+                ComputeStatus.FAILED,
+                ComputeStatus.REFRESH_CONFIGURATION_PENDING,
+            ):
+                raise ComputeError(
+                    f"Cannot refresh compute configuration in state {status.variant}"
+                )
+            self.refresh_requests += 1
+            state.set_locked(ComputeStatus.REFRESH_CONFIGURATION_PENDING)
+
+    def count_cplane_request(self, http_status: str) -> None:
+        self.prom.cplane_requests.labels(rpc=RPC, http_status=http_status).inc()
+
+    async def obtain_spec(self) -> ComputeSpec | None:
+        """The spec as its source says now: the re-read file or the control plane."""
+        params = self.params
+        if params.control_plane_uri is not None and params.compute_id is not None:
+            reply = await fetch_config_async(
+                params.control_plane_uri, params.compute_id, on_attempt=self.count_cplane_request
+            )
+            return reply.spec
+        for path, loader in (
+            (params.config_path, lambda data: load_compute_config(data).spec),
+            (params.spec_path, load_compute_spec),
+        ):
+            if path is not None:
+                try:
+                    data = await asyncio.to_thread(path.read_bytes)
+                except OSError as exc:
+                    raise ComputeError(f"could not read {path}: {exc.strerror}") from None
+                spec: ComputeSpec | None = loader(data)
+                return spec
+        raise ComputeError("neither --config nor --control-plane-uri is given")
+
+    async def refresh_configuration(self) -> None:
+        """One refresh (status `refresh_configuration`): fetch, compare, apply."""
+        state = self.state
+        try:
+            spec = await self.obtain_spec()
+            pspec = resolve(spec) if spec is not None else None
+        except (ComputeError, ConfigError, SpecError) as exc:
+            log.error("could not parse spec: %s", exc.one_line())
+            await asyncio.sleep(REFRESH_RETRY_DELAY)
+            await state.set_status(ComputeStatus.REFRESH_CONFIGURATION_PENDING)
+            return
+        if pspec is None:
+            log.error("the refreshed compute config has no spec (compute is empty): exiting")
+            await self.exit_now(1)
+            return
+        current = state.pspec
+        if current is not None and pspec.pageserver_conninfo == current.pageserver_conninfo:
+            log.info("refresh: the pageserver connection info is unchanged, nothing to apply")
+            await state.set_status(ComputeStatus.RUNNING)
+            await asyncio.sleep(REFRESH_RETRY_DELAY)
+            return
+        state.pspec = pspec
+        try:
+            await self.reconfigure(pspec)
+        except Exception as exc:
+            log.error("could not apply the refreshed spec: %s", chain_text(exc))
+            await state.set_status(ComputeStatus.REFRESH_CONFIGURATION_PENDING)
+            return
+        log.info("refresh: the new spec is applied")
+        await state.set_status(ComputeStatus.RUNNING)
+
+    # ----------------------------------------------------------------------------------------
+    # Activity monitor
+
+    def start_monitor(self, pspec: ParsedSpec) -> None:
+        monitor = ComputeMonitor(
+            self.state,
+            self.params.connstr,
+            self.prom,
+            experimental=pspec.spec.has_feature(ComputeFeature.ACTIVITY_MONITOR_EXPERIMENTAL),
+        )
+        task = asyncio.ensure_future(monitor.run())
+        task.set_name("compute-monitor")
+        self._monitor_task = task
+
+    async def stop_monitor(self) -> None:
+        task, self._monitor_task = self._monitor_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
     # ----------------------------------------------------------------------------------------
     # The whole run
@@ -309,16 +437,45 @@ class ComputeNode:
             if self.pg is not None:  # spawned but not (or no longer) usable: stop it, exit 1
                 await self.pg.stop(signal.SIGQUIT, STOP_TIMEOUT)
                 self.pg = None
+        else:
+            self.start_monitor(pspec)
+            self.start_vm_monitor(pspec)
         if self.pg is not None:
             if self._terminating.is_set():
                 self.pg.send_signal(signal.SIGINT)
             code = await self.pg.wait()
             exit_code = code if code >= 0 else None
             log.info("postgres exited with code %s", code)
+        await self.stop_monitor()
+        await self.stop_vm_monitor()
         await self.cleanup_after_postgres_exit()
         await self._linger()
         await self.stop_http()
         return exit_code if exit_code is not None else 1
+
+    def start_vm_monitor(self, pspec: ParsedSpec) -> None:
+        """Autoscaling VMs only (`AUTOSCALING` set): serve the autoscaler-agent until Postgres
+        exits."""
+        if "AUTOSCALING" not in os.environ:
+            return
+        from compute_ctl.vm_monitor import run_vm_monitor  # noqa: PLC0415 - VMs only
+
+        self._vm_monitor = asyncio.create_task(
+            run_vm_monitor(
+                self.params.vm_monitor_addr,
+                self.params.cgroup,
+                self.params.filecache_connstr,
+                disable_lfc_resizing=bool(pspec.spec.disable_lfc_resizing),
+            ),
+            name="vm-monitor",
+        )
+
+    async def stop_vm_monitor(self) -> None:
+        """Postgres has exited: end the agent's session and stop listening."""
+        task, self._vm_monitor = self._vm_monitor, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
 
     async def cleanup_after_postgres_exit(self) -> None:
         state = self.state
@@ -343,9 +500,14 @@ class ComputeNode:
         self._spawn(self._exit_on_signal(), "signal")
 
     async def _exit_on_signal(self) -> None:
-        # Upstream exits at once after signalling Postgres; we also wait for the postmaster
-        # (bounded) so that no process is left behind.
+        await self.exit_now(1)
+
+    async def exit_now(self, code: int) -> None:
+        """End the process at once with `code` (a signal, or a refresh finding no spec).
+        Upstream exits right after signalling Postgres; we also wait for the postmaster
+        (bounded) so that no process is left behind."""
         self.forward_termination(dev=self.params.dev)
+        await self.stop_monitor()
         main = self._main_task
         if main is not None and not main.done():
             # Cancelling start-up stops its children (sync-safekeepers, basebackup transfers).
@@ -355,4 +517,4 @@ class ComputeNode:
         if self.pg is not None:
             await self.pg.stop(signal.SIGINT, STOP_TIMEOUT)
         sys.stderr.flush()
-        os._exit(1)
+        os._exit(code)

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -18,14 +18,32 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from compute_ctl.http.auth import AllowAll, Authorizer, authorized
+from compute_ctl.compute.state import ComputeMetrics
+from compute_ctl.http.api import JSON, PROMETHEUS, TEXT, ApiRoute, Reply, error
+from compute_ctl.http.auth import AllowAll, Authorizer
 from compute_ctl.http.middleware import RequestIdMiddleware
+from compute_ctl.http.routes.autoscaling_metrics import get_autoscaling_metrics
+from compute_ctl.http.routes.check_writability import post_check_writability
 from compute_ctl.http.routes.configure import post_configure
+from compute_ctl.http.routes.database_schema import get_database_schema
+from compute_ctl.http.routes.dbs_and_roles import get_dbs_and_roles
+from compute_ctl.http.routes.insights import get_insights
 from compute_ctl.http.routes.metrics import get_metrics
+from compute_ctl.http.routes.openapi import get_openapi
+from compute_ctl.http.routes.refresh_configuration import post_refresh_configuration
 from compute_ctl.http.routes.status import get_metrics_json, get_status
 from compute_ctl.http.routes.terminate import post_terminate
+from compute_ctl.http.schemas import (
+    ComputeStatusResponse,
+    DatabaseSchemaQuery,
+    DbsAndRoles,
+    InsightsText,
+    TerminateQuery,
+    TerminateResponse,
+    WritabilityResult,
+)
+from compute_ctl.spec.models import ConfigurationRequest
 
 if TYPE_CHECKING:
     from compute_ctl.compute.node import ComputeNode
@@ -40,32 +58,154 @@ async def _empty_error(request: Request, exc: Exception) -> Response:
     return Response(b"", status_code=status)
 
 
-def _app(routes: list[Route], node: ComputeNode, authorizer: Authorizer) -> Starlette:
+OPENAPI = ApiRoute(
+    "GET", "/openapi.json", get_openapi, (Reply(200, "the OpenAPI document", dict[str, Any]),)
+)
+
+EXTERNAL_ROUTES: tuple[ApiRoute, ...] = (
+    ApiRoute(
+        "GET",
+        "/status",
+        get_status,
+        (Reply(200, "the compute's status", ComputeStatusResponse),),
+        auth=True,
+    ),
+    ApiRoute(
+        "GET",
+        "/metrics.json",
+        get_metrics_json,
+        (Reply(200, "start-up timings and sizes", ComputeMetrics),),
+        auth=True,
+    ),
+    ApiRoute(
+        "GET",
+        "/metrics",
+        get_metrics,
+        (Reply(200, "Prometheus metrics (text format 0.0.4)", None, PROMETHEUS),),
+    ),
+    ApiRoute(
+        "GET",
+        "/autoscaling_metrics",
+        get_autoscaling_metrics,
+        (
+            Reply(200, "the communicator's metrics, forwarded", None, TEXT),
+            error(500, "the communicator cannot be reached"),
+        ),
+    ),
+    ApiRoute(
+        "POST",
+        "/configure",
+        post_configure,
+        (
+            Reply(200, "the spec is applied; the compute's status", ComputeStatusResponse),
+            error(400, "the body is not JSON, or the spec cannot be resolved"),
+            error(412, "the compute is neither empty nor running"),
+            error(415, "no `Content-Type: application/json`"),
+            error(422, "the JSON is not a ConfigurationRequest"),
+            error(500, "applying the spec failed"),
+        ),
+        auth=True,
+        body=ConfigurationRequest,
+    ),
+    ApiRoute(
+        "POST",
+        "/terminate",
+        post_terminate,
+        (
+            Reply(200, "terminated; the last flush LSN", TerminateResponse),
+            Reply(201, "already terminated", TerminateResponse),
+            Reply(400, "a bad query string (plain text)", None, "text/plain"),
+            error(412, "the compute is neither empty nor running"),
+        ),
+        auth=True,
+        query=TerminateQuery,
+    ),
+    ApiRoute(
+        "POST",
+        "/check_writability",
+        post_check_writability,
+        (
+            Reply(200, "the compute can write", WritabilityResult),
+            error(412, "the compute is not running"),
+            error(500, "the write failed"),
+        ),
+        auth=True,
+    ),
+    ApiRoute(
+        "GET",
+        "/dbs_and_roles",
+        get_dbs_and_roles,
+        (
+            Reply(200, "roles and databases", DbsAndRoles),
+            error(500, "Postgres could not be read"),
+        ),
+        auth=True,
+    ),
+    ApiRoute(
+        "GET",
+        "/database_schema",
+        get_database_schema,
+        (
+            Reply(200, "the schema-only dump (SQL text, labelled JSON)", None, JSON),
+            error(400, "the `database` query parameter is missing"),
+            error(404, "the database does not exist"),
+            Reply(499, "the client went away before the dump started (never sent)", None, None),
+            error(500, "pg_dump failed"),
+        ),
+        auth=True,
+        query=DatabaseSchemaQuery,
+    ),
+    ApiRoute(
+        "GET",
+        "/insights",
+        get_insights,
+        (
+            Reply(200, "pg_stat_statements' top statements, as a JSON string", InsightsText),
+            error(412, "the compute is not running"),
+            error(500, "Postgres could not be reached"),
+        ),
+        auth=True,
+    ),
+    OPENAPI,
+)
+
+INTERNAL_ROUTES: tuple[ApiRoute, ...] = (
+    ApiRoute(
+        "POST",
+        "/refresh_configuration",
+        post_refresh_configuration,
+        (
+            Reply(200, "the refresh is signalled (empty body)", None, None),
+            error(500, "the compute cannot refresh in its status"),
+        ),
+    ),
+    OPENAPI,
+)
+
+
+def _app(
+    routes: tuple[ApiRoute, ...], node: ComputeNode, authorizer: Authorizer, title: str
+) -> Starlette:
     app = Starlette(
-        routes=routes,
+        routes=[route.route() for route in routes],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={404: _empty_error, 405: _empty_error},
     )
     app.state.compute = node
     app.state.authorizer = authorizer
+    app.state.api_routes = routes
+    app.state.api_title = title
     return app
 
 
 def external_app(node: ComputeNode, authorizer: Authorizer | None = None) -> Starlette:
-    """Control plane, scrapers and tests: JWT-authorized except /metrics."""
-    routes = [
-        Route("/status", authorized(get_status), methods=["GET"]),
-        Route("/metrics.json", authorized(get_metrics_json), methods=["GET"]),
-        Route("/metrics", get_metrics, methods=["GET"]),
-        Route("/configure", authorized(post_configure), methods=["POST"]),
-        Route("/terminate", authorized(post_terminate), methods=["POST"]),
-    ]
-    return _app(routes, node, authorizer or AllowAll())
+    """Control plane, scrapers and tests: JWT-authorized except /metrics and /openapi.json."""
+    return _app(EXTERNAL_ROUTES, node, authorizer or AllowAll(), "compute_ctl external HTTP API")
 
 
 def internal_app(node: ComputeNode) -> Starlette:
     """Postgres' extension, local_proxy and tests: no authentication."""
-    return _app([], node, AllowAll())
+    return _app(INTERNAL_ROUTES, node, AllowAll(), "compute_ctl internal HTTP API")
 
 
 def bind_socket(port: int, host: str | None = None) -> socket.socket:

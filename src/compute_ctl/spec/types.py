@@ -114,7 +114,6 @@ class Lsn(_TextForm, int):
             raise PydanticCustomError("lsn_parse", str(exc)) from None
 
 
-
 def hex_decode_error(text: str, length: int) -> str | None:
     """The hex crate's error for decoding `text` into `length` bytes, or None if it decodes."""
     raw = text.encode("utf-8")
@@ -160,7 +159,6 @@ class _HexId16(_TextForm, str):
             raise PydanticCustomError(
                 "id_parse", "invalid {kind}: {problem}", {"kind": cls.kind, "problem": str(exc)}
             ) from None
-
 
 
 class TenantId(_HexId16):
@@ -211,7 +209,6 @@ class ShardIndex(_TextForm):
                 "invalid shard index {text}: {problem} (expected 4 hex digits: number, count)",
                 {"text": repr(value), "problem": str(exc)},
             ) from None
-
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,64 @@
+"""Shapes of the HTTP API's bodies that are not spec documents: answers and query strings.
+
+Handlers build their answers from these models and the OpenAPI document is generated from the
+same ones, so the two cannot drift apart. Field order is upstream's serialization order.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, StrictStr
+
+from compute_ctl.compute.state import ComputeStatus
+from compute_ctl.spec.models import Database, Role
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenericError(_Answer):
+    """Every error answer: `{"error": "<message>"}`."""
+
+    error: str
+
+
+class ComputeStatusResponse(_Answer):
+    """`GET /status` and the success answer of `POST /configure`."""
+
+    start_time: str
+    tenant: str | None
+    timeline: str | None
+    status: ComputeStatus
+    last_active: str | None
+    error: str | None
+
+
+class TerminateResponse(_Answer):
+    lsn: str | None
+
+
+class TerminateQuery(_Answer):
+    mode: Literal["fast", "immediate"] = "fast"
+
+
+class DbsAndRoles(_Answer):
+    """`GET /dbs_and_roles`: every role (with its stored password verifier) and database."""
+
+    roles: list[Role]
+    databases: list[Database]
+
+
+class DatabaseSchemaQuery(BaseModel):
+    """`GET /database_schema` query string."""
+
+    database: StrictStr
+
+
+# Answers that are a bare JSON value rather than an object.
+WritabilityResult = bool
+"""`POST /check_writability`: JSON `true`."""
+
+InsightsText = str
+"""`GET /insights`: a JSON string holding the JSON text `{"pg_stat_statements": [...]}`."""

@@ -1,0 +1,154 @@
+"""`compute-dev control-plane`: a stand-in for the control plane's spec endpoint.
+
+It answers `GET /compute/api/v2/computes/{id}/spec` from the file `DIR/{id}.json`, read anew
+at every request so that a test or an operator can change the spec (or its answer) while a
+compute runs:
+
+- a file holding a ControlPlaneConfigResponse (`{"status": ..., "spec": ...,
+  "compute_ctl_config": ...}`) is served as it is;
+- a file holding a ComputeConfig (no `status`) is served with `status` `attached` when it has
+  a spec and `empty` when it has none;
+- a file `DIR/{id}.status` holding a number makes the answer that HTTP status instead (with
+  an empty body), e.g. 503 to exercise the client's retries;
+- no file: 404.
+
+With `--token`, a request without `Authorization: Bearer <token>` gets 401. Once listening it
+prints one JSON line on stdout with its URL; one log line per request goes to stderr (the
+token is never printed). It runs until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("compute_dev.control_plane")
+
+SPEC_PATH = re.compile(r"^/compute/api/v2/computes/([^/]+)/spec$")
+COMPUTE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def answer_for(spec_dir: Path, compute_id: str) -> tuple[int, bytes]:
+    """(status, body) the stand-in gives for one compute."""
+    if not COMPUTE_ID.match(compute_id) or compute_id.startswith("."):
+        return HTTPStatus.NOT_FOUND, b""
+    status_file = spec_dir / f"{compute_id}.status"
+    if status_file.exists():
+        try:
+            return int(status_file.read_text().strip()), b""
+        except ValueError:
+            return HTTPStatus.INTERNAL_SERVER_ERROR, b""
+    spec_file = spec_dir / f"{compute_id}.json"
+    try:
+        raw = spec_file.read_bytes()
+    except FileNotFoundError:
+        return HTTPStatus.NOT_FOUND, b""
+    try:
+        document: Any = json.loads(raw)
+    except ValueError:
+        return HTTPStatus.OK, raw  # served as it is: lets a test send an undecodable body
+    if isinstance(document, dict) and "status" not in document:
+        document = {
+            "status": "attached" if document.get("spec") is not None else "empty",
+            **document,
+        }
+        raw = json.dumps(document).encode()
+    return HTTPStatus.OK, raw
+
+
+def make_handler(spec_dir: Path, token: str | None) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            match = SPEC_PATH.match(self.path.split("?", 1)[0])
+            if match is None:
+                self._send(HTTPStatus.NOT_FOUND, b"")
+                return
+            if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
+                self._send(HTTPStatus.UNAUTHORIZED, b"")
+                return
+            status, body = answer_for(spec_dir, match.group(1))
+            self._send(status, body)
+
+        def _send(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.info("%s %s", self.address_string(), format % args)
+
+    return Handler
+
+
+def serve(spec_dir: Path, host: str, port: int, token: str | None) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), make_handler(spec_dir, token))
+    server.daemon_threads = True
+    return server
+
+
+def run_control_plane(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    spec_dir: Path = args.spec_dir
+    if not spec_dir.is_dir():
+        print(f"compute-dev control-plane: {spec_dir} is not a directory", file=sys.stderr)
+        return 1
+    try:
+        server = serve(spec_dir, args.host, args.port, args.token)
+    except OSError as exc:
+        print(f"compute-dev control-plane: cannot listen: {exc.strerror}", file=sys.stderr)
+        return 1
+    port = server.server_address[1]
+    url = f"http://{args.host}:{port}"
+    print(json.dumps({"control_plane_url": url}), flush=True)
+    log.info("serving specs from %s at %s", spec_dir, url)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        del signum, frame
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    thread = threading.Thread(target=server.serve_forever, name="control-plane", daemon=True)
+    thread.start()
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    return 0
+
+
+def add_control_plane_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """Add `control-plane` to `compute-dev`; the handler is stored as the `handler` default."""
+    parser = subparsers.add_parser(
+        "control-plane",
+        help="serve compute specs from a directory as the control plane's spec endpoint",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    parser.add_argument("--port", type=int, default=0, metavar="N", help="0 picks a free one")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--spec-dir", type=Path, required=True, metavar="DIR", help="where {id}.json files live"
+    )
+    parser.add_argument(
+        "--token", help="require this bearer token (compute_ctl sends NEON_CONTROL_PLANE_TOKEN)"
+    )
+    parser.set_defaults(handler=run_control_plane)
