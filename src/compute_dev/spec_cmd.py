@@ -20,6 +20,7 @@ from compute_ctl.postgres.conf import pageserver_connstring_for_postgres
 from compute_ctl.spec.load import load_document
 from compute_ctl.spec.models import ComputeConfig, ComputeSpec, GenericOptions
 from compute_ctl.spec.resolve import ParsedSpec, resolve
+from compute_dev.plan_cmd import add_plan_parser
 
 REDACTED = "<redacted>"
 
@@ -105,3 +106,4 @@ def add_spec_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     check.set_defaults(handler=_cmd_check)
     schema = spec_sub.add_parser("schema", help="print the JSON Schema of ComputeSpec")
     schema.set_defaults(handler=_cmd_schema)
+    add_plan_parser(spec_sub)

@@ -1,0 +1,211 @@
+"""Read, once and in one round trip, everything the planner compares the spec with.
+
+All of it comes from the maintenance connection to the system database: roles (with their
+stored password verifiers), databases (owner, flags), the system database's extensions and
+schemas, and a few facts about other databases that Postgres exposes cluster-wide through its
+shared catalogs — which databases have subscriptions (`pg_subscription`), which have default
+privileges granted to the privileged role and where a role about to be dropped still owns or
+is granted something (`pg_shdepend`). Knowing those without connecting to every database is what
+lets an unchanged spec be re-applied without opening a single per-database connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+SHARED_OBJECTS_DBID = 0  # pg_shdepend.dbid of dependencies of shared objects (databases, …)
+SYSTEM_EXTENSIONS = ("neon", "neon_utils", "pg_stat_statements", "pgaudit", "pgauditlogtofile")
+
+
+@dataclass(frozen=True)
+class RoleInfo:
+    name: str
+    oid: int
+    password: str | None = field(default=None, repr=False)  # pg_authid.rolpassword: secret
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    name: str
+    oid: int
+    owner: str | None
+    restrict_conn: bool = False
+    invalid: bool = False
+    is_template: bool = False
+    has_subscriptions: bool = False
+    # Whether default privileges granting something to the privileged role exist in it: the
+    # trace the per-database ChangeSchemaPerms step leaves (see plan.py).
+    privileged_defaults: bool = False
+
+    @property
+    def connectable(self) -> bool:
+        return not (self.restrict_conn or self.invalid)
+
+
+@dataclass(frozen=True)
+class ExtensionInfo:
+    version: str
+    schema: str
+    relocatable: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The catalog as the planner sees it (system database facts plus cluster-wide ones)."""
+
+    server_version_num: int
+    system_database: str
+    current_user: str
+    roles: Mapping[str, RoleInfo]
+    databases: Mapping[str, DatabaseInfo]
+    has_neon_schema: bool = False
+    has_health_check: bool = False
+    extensions: Mapping[str, ExtensionInfo] = field(default_factory=dict)
+    available_extensions: Mapping[str, str] = field(default_factory=dict)  # name → default
+    postgres_db_pgaudit_off: bool = False
+    drop_subscriptions_done: bool = False
+    # For roles about to be deleted: the databases (pg_database oids, 0 for shared objects)
+    # in which something still depends on them.
+    role_dependencies: Mapping[str, frozenset[int]] = field(default_factory=dict)
+
+    def database_by_oid(self, oid: int) -> DatabaseInfo | None:
+        for database in self.databases.values():
+            if database.oid == oid:
+                return database
+        return None
+
+
+# Our connections run with search_path='', so pg_catalog (searched implicitly, first) is where
+# every unqualified function and operator below resolves.
+_SYSTEM_FACTS = """
+SELECT current_setting('server_version_num')::int4, current_database()::text, current_user::text,
+       to_regnamespace('neon') IS NOT NULL, to_regclass('public.health_check') IS NOT NULL"""
+_ROLES = "SELECT rolname::text, oid::int8, rolpassword FROM pg_catalog.pg_authid"
+_DATABASES = """
+SELECT d.datname::text, d.oid::int8, a.rolname::text,
+       NOT d.datallowconn, d.datconnlimit = -2, d.datistemplate
+  FROM pg_catalog.pg_database AS d LEFT JOIN pg_catalog.pg_authid AS a ON a.oid = d.datdba"""
+_EXTENSIONS = """
+SELECT e.extname::text, e.extversion, n.nspname::text, e.extrelocatable
+  FROM pg_catalog.pg_extension AS e JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
+ WHERE e.extname::text = ANY ({names})"""
+_AVAILABLE = """
+SELECT name::text, default_version FROM pg_catalog.pg_available_extensions
+ WHERE name::text = ANY ({names})"""
+_SUBSCRIBED_DATABASES = "SELECT DISTINCT subdbid::int8 FROM pg_catalog.pg_subscription"
+_PRIVILEGED_DEFAULTS = """
+SELECT DISTINCT s.dbid::int8
+  FROM pg_catalog.pg_shdepend AS s JOIN pg_catalog.pg_authid AS a ON a.oid = s.refobjid
+ WHERE s.classid = 'pg_catalog.pg_default_acl'::regclass
+   AND s.refclassid = 'pg_catalog.pg_authid'::regclass
+   AND s.deptype = 'a' AND a.rolname = {role}"""
+_POSTGRES_DB_PGAUDIT_OFF = """
+SELECT EXISTS (SELECT FROM pg_catalog.pg_db_role_setting AS s
+                 JOIN pg_catalog.pg_database AS d ON d.oid = s.setdatabase
+                WHERE d.datname = 'postgres' AND s.setrole = 0
+                  AND 'pgaudit.log=none' = ANY (s.setconfig))"""
+_ROLE_DEPENDENCIES = """
+SELECT a.rolname::text, s.dbid::int8
+  FROM pg_catalog.pg_shdepend AS s JOIN pg_catalog.pg_authid AS a ON a.oid = s.refobjid
+ WHERE s.refclassid = 'pg_catalog.pg_authid'::regclass AND a.rolname::text = ANY ({names})
+ GROUP BY 1, 2"""
+
+
+def _queries(privileged_role: str, deleting_roles: Collection[str]) -> sql.Composed:
+    """One simple-protocol message with every query; results come back in this order."""
+    parts: list[sql.Composable] = [
+        sql.SQL(_SYSTEM_FACTS),
+        sql.SQL(_ROLES),
+        sql.SQL(_DATABASES),
+        sql.SQL(_EXTENSIONS).format(names=_text_array(SYSTEM_EXTENSIONS)),
+        sql.SQL(_AVAILABLE).format(names=_text_array(("neon", "neon_utils"))),
+        sql.SQL(_SUBSCRIBED_DATABASES),
+        sql.SQL(_PRIVILEGED_DEFAULTS).format(role=sql.Literal(privileged_role)),
+        sql.SQL(_POSTGRES_DB_PGAUDIT_OFF),
+    ]
+    if deleting_roles:
+        names = _text_array(sorted(set(deleting_roles)))
+        parts.append(sql.SQL(_ROLE_DEPENDENCIES).format(names=names))
+    return sql.SQL(";").join(parts)
+
+
+def _text_array(values: Collection[str]) -> sql.Composable:
+    items = sql.SQL(", ").join(sql.Literal(v) for v in values)
+    return sql.SQL("ARRAY[{}]::text[]").format(items)
+
+
+async def _drop_subscriptions_done(conn: psycopg.AsyncConnection[Any], timeline_id: str) -> bool:
+    """Whether subscriptions were already dropped for this timeline (a missing table: no)."""
+    try:
+        cursor = await conn.execute(
+            "SELECT 1 FROM neon.drop_subscriptions_done WHERE timeline_id = %s",
+            (timeline_id,),
+        )
+        return await cursor.fetchone() is not None
+    except (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName):
+        return False
+
+
+async def inspect(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    privileged_role: str,
+    deleting_roles: Collection[str] = (),
+    timeline_id: str | None = None,
+) -> Snapshot:
+    """Read the snapshot. `timeline_id` is given only when subscriptions may have to be dropped
+    before start (the check needs it)."""
+    cursor = conn.cursor()
+    await cursor.execute(_queries(privileged_role, deleting_roles))
+    results: list[list[tuple[Any, ...]]] = []
+    while True:
+        results.append(await cursor.fetchall())
+        if not cursor.nextset():
+            break
+    version, system_db, user, neon_schema, health_check = results[0][0]
+    roles = {name: RoleInfo(name, oid, password) for name, oid, password in results[1]}
+    subscribed = {row[0] for row in results[5]}
+    privileged_defaults = {row[0] for row in results[6]}
+    databases = {
+        name: DatabaseInfo(
+            name=name,
+            oid=oid,
+            owner=owner,
+            restrict_conn=restrict,
+            invalid=invalid,
+            is_template=template,
+            has_subscriptions=oid in subscribed,
+            privileged_defaults=oid in privileged_defaults,
+        )
+        for name, oid, owner, restrict, invalid, template in results[2]
+    }
+    dependencies: dict[str, set[int]] = {}
+    if deleting_roles:
+        for name, dbid in results[8]:
+            dependencies.setdefault(name, set()).add(dbid)
+    done = False
+    if timeline_id is not None:
+        done = await _drop_subscriptions_done(conn, timeline_id)
+    return Snapshot(
+        server_version_num=version,
+        system_database=system_db,
+        current_user=user,
+        roles=roles,
+        databases=databases,
+        has_neon_schema=neon_schema,
+        has_health_check=health_check,
+        extensions={
+            name: ExtensionInfo(version=ver, schema=schema, relocatable=reloc)
+            for name, ver, schema, reloc in results[3]
+        },
+        available_extensions={name: default for name, default in results[4]},
+        postgres_db_pgaudit_off=results[7][0][0],
+        drop_subscriptions_done=done,
+        role_dependencies={name: frozenset(dbids) for name, dbids in dependencies.items()},
+    )

@@ -1,0 +1,1 @@
+-- SKIP: the migration is skipped, so it has no effect to check.
