@@ -37,7 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy src tests
+	$(BIN)/mypy src tests bench
 
 unit: $(STAMP)
 	$(BIN)/pytest -q

@@ -225,14 +225,62 @@ class ComputeNode:
             override.write_text(TEMP_OVERRIDE_SETTINGS)
             await self.reload()
             try:
-                if self.catalog is not None:
-                    await self.catalog(pspec, self, True)
+                await self.apply_catalog(pspec, starting=True)
             finally:
                 override.write_text("")
             line_in_file_path(self.pgdata / "postgresql.conf", SUBSCRIBERS_ENABLED_LINE)
             await self.reload()
-        if not self.neon_available:
+            self._spawn(self.run_migrations(pspec), "migrations")
+        if self.neon_available:
+            self._spawn(self._update_neon_extension(), "neon-extension-update")
+        else:
             log.info("ALTER EXTENSION neon UPDATE skipped: the neon extension is not installed")
+
+    async def apply_catalog(self, pspec: ParsedSpec, *, starting: bool) -> None:
+        """Reconcile roles, databases and extensions with the spec (a test may replace the
+        whole step with `catalog=`)."""
+        if self.catalog is not None:
+            await self.catalog(pspec, self, starting)
+            return
+        from compute_ctl.catalog import apply_spec, max_service_connections  # noqa: PLC0415
+
+        report = await apply_spec(
+            self.params.connstr,
+            pspec.spec,
+            privileged_role_name=self.params.privileged_role_name,
+            concurrency=max_service_connections(pspec.spec, starting=starting),
+            timeline_id=str(pspec.timeline_id),
+            lakebase=self.params.lakebase_mode,
+        )
+        log.info(
+            "catalog: %d statements executed of %d planned",
+            report.executed,
+            report.planned,
+        )
+
+    async def run_migrations(self, pspec: ParsedSpec) -> None:
+        """Numbered migrations, in the background after the first apply (primary only);
+        a failure is logged and counted, the compute keeps running."""
+        from compute_ctl.catalog import run_migrations, should_run_migrations  # noqa: PLC0415
+
+        if not should_run_migrations(pspec.spec, starting=True):
+            return
+        try:
+            await run_migrations(
+                self.params.connstr,
+                privileged_role_name=self.params.privileged_role_name,
+                on_failure=lambda k: self.prom.db_migration_failed.labels(str(k)).inc(),
+            )
+        except Exception as exc:
+            log.error("migrations failed: %s", chain_text(exc))
+
+    async def _update_neon_extension(self) -> None:
+        from compute_ctl.catalog import update_neon_extension  # noqa: PLC0415
+
+        try:
+            await update_neon_extension(self.params.connstr)
+        except Exception as exc:
+            log.error("ALTER EXTENSION neon UPDATE failed: %s", exc)
 
     async def reconfigure(self, pspec: ParsedSpec) -> None:
         """Apply a new spec to a running Postgres: config rewrite, reload, catalog."""
@@ -244,8 +292,8 @@ class ComputeNode:
         override.write_text(TEMP_OVERRIDE_SETTINGS)
         await self.reload()
         try:
-            if pspec.spec.mode.is_primary and self.catalog is not None:
-                await self.catalog(pspec, self, False)
+            if pspec.spec.mode.is_primary:
+                await self.apply_catalog(pspec, starting=False)
         finally:
             override.write_text("")
             await self.reload()

@@ -28,6 +28,8 @@ from compute_ctl.http.routes.check_writability import post_check_writability
 from compute_ctl.http.routes.configure import post_configure
 from compute_ctl.http.routes.database_schema import get_database_schema
 from compute_ctl.http.routes.dbs_and_roles import get_dbs_and_roles
+from compute_ctl.http.routes.extensions import post_extensions
+from compute_ctl.http.routes.grants import post_grants
 from compute_ctl.http.routes.insights import get_insights
 from compute_ctl.http.routes.metrics import get_metrics
 from compute_ctl.http.routes.openapi import get_openapi
@@ -38,7 +40,11 @@ from compute_ctl.http.schemas import (
     ComputeStatusResponse,
     DatabaseSchemaQuery,
     DbsAndRoles,
+    ExtensionInstallRequest,
+    ExtensionInstallResult,
     InsightsText,
+    SetRoleGrantsRequest,
+    SetRoleGrantsResponse,
     TerminateQuery,
     TerminateResponse,
     WritabilityResult,
@@ -170,6 +176,34 @@ EXTERNAL_ROUTES: tuple[ApiRoute, ...] = (
 )
 
 INTERNAL_ROUTES: tuple[ApiRoute, ...] = (
+    ApiRoute(
+        "POST",
+        "/extensions",
+        post_extensions,
+        (
+            Reply(201, "installed (or already at that version)", ExtensionInstallResult),
+            error(400, "the body is not JSON"),
+            error(412, "the compute is not running"),
+            error(415, "no `Content-Type: application/json`"),
+            error(422, "the body is not an ExtensionInstallRequest"),
+            error(500, "Postgres refused"),
+        ),
+        body=ExtensionInstallRequest,
+    ),
+    ApiRoute(
+        "POST",
+        "/grants",
+        post_grants,
+        (
+            Reply(201, "granted; the request echoed", SetRoleGrantsResponse),
+            error(400, "the body is not JSON"),
+            error(412, "the compute is not running"),
+            error(415, "no `Content-Type: application/json`"),
+            error(422, "the body is not a SetRoleGrantsRequest"),
+            error(500, "Postgres refused"),
+        ),
+        body=SetRoleGrantsRequest,
+    ),
     ApiRoute(
         "POST",
         "/refresh_configuration",

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from compute_ctl.compute.state import ComputeStatus
 from compute_ctl.spec.models import Database, Role
+from compute_ctl.spec.privilege import Privilege
 
 
 class _Answer(BaseModel):
@@ -62,3 +63,40 @@ WritabilityResult = bool
 
 InsightsText = str
 """`GET /insights`: a JSON string holding the JSON text `{"pg_stat_statements": [...]}`."""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ExtensionInstallRequest(_Request):
+    """`POST /extensions`: install (or move to) `version` of `extension` in `database`."""
+
+    extension: StrictStr
+    database: StrictStr
+    version: StrictStr
+
+
+class ExtensionInstallResult(_Answer):
+    extension: str
+    version: str
+
+
+class SetRoleGrantsRequest(_Request):
+    """`POST /grants`: grant `privileges` on `schema` in `database` to `role`."""
+
+    database: StrictStr
+    schema_: StrictStr = Field(alias="schema")
+    privileges: list[Privilege]
+    role: StrictStr
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, serialize_by_alias=True)
+
+
+class SetRoleGrantsResponse(_Answer):
+    database: str
+    schema_: str = Field(alias="schema")
+    privileges: list[Privilege]
+    role: str
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)

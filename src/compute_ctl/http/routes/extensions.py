@@ -1,0 +1,45 @@
+"""`POST /extensions` (internal): install or update one extension in one database."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from compute_ctl.compute.state import ComputeStatus, WrongStateError
+from compute_ctl.errors import CatalogError
+from compute_ctl.http.body import BodyError, read_json_body
+from compute_ctl.http.responses import json_error, json_ok
+from compute_ctl.http.schemas import ExtensionInstallRequest, ExtensionInstallResult
+
+if TYPE_CHECKING:
+    from compute_ctl.compute.node import ComputeNode
+
+
+async def post_extensions(request: Request) -> Response:
+    """Install `extension` at `version` in `database` (schema public), or update it.
+
+    201: `{"extension", "version"}` (also when that version was already installed).
+    400, 415, 422: the body is not an ExtensionInstallRequest.
+    412: the compute is not running.
+    500: Postgres refused (`failed to install extension: <error>`).
+    """
+    node: ComputeNode = request.app.state.compute
+    try:
+        body = await read_json_body(request, ExtensionInstallRequest)
+    except BodyError as exc:
+        return json_error(exc.message, exc.status_code)
+    status = node.state.status
+    if status is not ComputeStatus.RUNNING:
+        return json_error(str(WrongStateError(status)), 412)
+    from compute_ctl.catalog import install_extension  # noqa: PLC0415 - off the start-up path
+
+    try:
+        version = await install_extension(
+            node.params.connstr, body.database, body.extension, body.version
+        )
+    except CatalogError as exc:
+        return json_error(f"failed to install extension: {exc.message}", 500)
+    result = ExtensionInstallResult(extension=body.extension, version=version)
+    return json_ok(result.model_dump(mode="json"), 201)

@@ -1,0 +1,48 @@
+"""`POST /grants` (internal): grant schema privileges to a role."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from compute_ctl.compute.state import ComputeStatus, WrongStateError
+from compute_ctl.errors import CatalogError
+from compute_ctl.http.body import BodyError, read_json_body
+from compute_ctl.http.responses import json_error, json_ok
+from compute_ctl.http.schemas import SetRoleGrantsRequest, SetRoleGrantsResponse
+
+if TYPE_CHECKING:
+    from compute_ctl.compute.node import ComputeNode
+
+
+async def post_grants(request: Request) -> Response:
+    """Grant the privileges the role does not have yet, in one statement.
+
+    201: the request echoed (`{"database", "schema", "privileges", "role"}`).
+    400, 415: the body is not JSON.
+    412: the compute is not running.
+    422: the body has the wrong shape, or a privilege is not one of the accepted names.
+    500: Postgres refused (`failed to grant role privileges to the schema: <error>`).
+    """
+    node: ComputeNode = request.app.state.compute
+    try:
+        body = await read_json_body(request, SetRoleGrantsRequest)
+    except BodyError as exc:
+        return json_error(exc.message, exc.status_code)
+    status = node.state.status
+    if status is not ComputeStatus.RUNNING:
+        return json_error(str(WrongStateError(status)), 412)
+    from compute_ctl.catalog import set_role_grants  # noqa: PLC0415 - off the start-up path
+
+    try:
+        await set_role_grants(
+            node.params.connstr, body.database, body.schema_, body.privileges, body.role
+        )
+    except CatalogError as exc:
+        return json_error(f"failed to grant role privileges to the schema: {exc.message}", 500)
+    answer = SetRoleGrantsResponse(
+        database=body.database, schema_=body.schema_, privileges=body.privileges, role=body.role
+    )
+    return json_ok(answer.model_dump(mode="json", by_alias=True), 201)
