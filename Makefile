@@ -6,12 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit postgres proto clean
+.PHONY: run test lint typecheck unit postgres test-tools proto clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+# The venv and the system packages come from scripts/install.sh, which the Dockerfile runs too.
+$(STAMP): pyproject.toml scripts/install.sh
+	PYTHON=$(PYTHON) bash scripts/install.sh venv $(VENV) --dev
 	touch $(STAMP)
 
 # A whole local compute: storage stand-ins, a spec pointing at them, compute_ctl in the
@@ -23,14 +22,12 @@ run: $(STAMP) postgres
 
 # PostgreSQL server binaries from Debian's package, installed only when none is found.
 postgres:
-	@if command -v postgres >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
-		echo "postgres: found"; \
-	else \
-		echo "postgres: not found, installing Debian's postgresql"; \
-		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql postgresql-contrib >/dev/null; \
-	fi
+	bash scripts/install.sh postgres
+
+# What the deployment tests use besides Python (systemd-analyze, unshare/nsenter/setpriv,
+# shellcheck), each installed only when missing.
+test-tools:
+	bash scripts/install.sh test-tools
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -42,7 +39,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-test: $(STAMP) postgres lint typecheck unit
+test: $(STAMP) postgres test-tools lint typecheck unit
 
 # Regenerate the gRPC modules from storage/proto/page_service.proto (a test checks they are fresh).
 proto: $(STAMP)

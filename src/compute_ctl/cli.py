@@ -24,6 +24,7 @@ from compute_ctl.control_plane import RPC, fetch_config
 from compute_ctl.errors import ComputeError, SpecError
 from compute_ctl.http.auth import AllowAll, Authorizer
 from compute_ctl.http.jwt import JwtAuthorizer
+from compute_ctl.pid1 import init_if_pid1
 from compute_ctl.spec.load import load_compute_config, load_compute_spec
 from compute_ctl.spec.models import ComputeCtlConfig, ComputeSpec
 from compute_ctl.spec.resolve import ParsedSpec, resolve
@@ -275,6 +276,9 @@ def _setup_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # As a container's PID 1: fork at once; PID 1 stays a tiny init (reaps orphans, passes
+    # signals on, exits with compute_ctl's status) and the child carries on as compute_ctl.
+    init_if_pid1()
     try:
         params = parse_params(argv)
     except UsageError as exc:

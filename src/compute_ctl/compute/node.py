@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import uvicorn
 
@@ -93,7 +93,8 @@ class ComputeNode:
         self.neon_available = neon_extension_available(params.pg_bindir)
         self._tasks: set[asyncio.Task[None]] = set()
         self._terminating = asyncio.Event()
-        self._main_task: asyncio.Task[object] | None = None
+        self._main_task: asyncio.Task[int] | None = None
+        self._exiting: asyncio.Task[Any] | None = None
         self._vm_monitor: asyncio.Task[None] | None = None
         self._monitor_task: asyncio.Task[None] | None = None
         # /refresh_configuration calls, and how many of them the configurator has taken up.
@@ -460,8 +461,17 @@ class ComputeNode:
 
     async def run(self) -> int:
         """Serve, start, supervise; returns the process exit code."""
+        lifecycle = asyncio.create_task(self._run(), name="lifecycle")
+        self._main_task = lifecycle
+        # exit_now cancels the lifecycle and then ends the process itself: keep the loop
+        # running for it (once this task ends, asyncio.run cancels every other task).
+        await asyncio.wait([lifecycle])
+        if lifecycle.cancelled() and self._exiting is not None:
+            await self._exiting
+        return lifecycle.result()
+
+    async def _run(self) -> int:
         state = self.state
-        self._main_task = asyncio.current_task()
         self.install_signal_handlers(self._on_signal)
         await self.start_http()
         pspec = state.pspec
@@ -554,6 +564,7 @@ class ComputeNode:
         """End the process at once with `code` (a signal, or a refresh finding no spec).
         Upstream exits right after signalling Postgres; we also wait for the postmaster
         (bounded) so that no process is left behind."""
+        self._exiting = asyncio.current_task()
         self.forward_termination(dev=self.params.dev)
         await self.stop_monitor()
         main = self._main_task

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The one install script: `make` and the Dockerfile both call it, so what CI exercises is what
+# the image runs.
+#
+#   scripts/install.sh postgres         Debian's PostgreSQL server, only when none is found
+#   scripts/install.sh test-tools       what the tests use besides Python, each only when
+#                                       missing: systemd-analyze, unshare/nsenter/setpriv and
+#                                       the shell script linter
+#   scripts/install.sh venv DIR [--dev] a virtual environment at DIR with compute_ctl installed;
+#                                       --dev: editable, with the development extras
+#   scripts/install.sh system           a machine that runs computes (the container image, a
+#                                       systemd host): the postgres user, PostgreSQL, a venv at
+#                                       /opt/compute_ctl, /usr/local/bin/compute_ctl,
+#                                       compute-ctl-probe and docker-entrypoint.sh, and
+#                                       /var/db/postgres for the data directory
+#   scripts/install.sh systemd          the unit and an environment file to edit (systemd hosts)
+#   scripts/install.sh clean            drop apt's package lists and caches (image builds)
+#
+# PYTHON picks the interpreter for venvs: Debian's /usr/bin/python3 where there is one, so the
+# venv is usable by the unprivileged user computes run as (an interpreter under /root is not).
+# POSTGRES_UID/POSTGRES_GID fix the ids of a postgres user that `system` creates (999).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PREFIX=/opt/compute_ctl
+BINDIR=/usr/local/bin
+DATA_PARENT=/var/db/postgres
+if [[ -z "${PYTHON:-}" ]]; then
+	if [[ -x /usr/bin/python3 ]]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
+fi
+SUDO=()
+if [[ "$(id -u)" != 0 ]]; then SUDO=(sudo); fi
+
+say() { echo "install: $*" >&2; }
+
+apt_updated=false
+apt_install() {
+	if ! $apt_updated; then
+		"${SUDO[@]}" apt-get update -qq
+		apt_updated=true
+	fi
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+deb_installed() {
+	[[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+
+have_postgres() {
+	command -v postgres >/dev/null 2>&1 && return 0
+	local candidate
+	for candidate in /usr/lib/postgresql/*/bin/postgres; do
+		[[ -x "$candidate" ]] && return 0
+	done
+	return 1
+}
+
+step_postgres() {
+	if have_postgres; then
+		say "postgres: found"
+		return
+	fi
+	say "postgres: not found, installing Debian's postgresql"
+	# No "main" cluster: compute_ctl makes its own data directory, and a packaged cluster would
+	# only hold port 5432.
+	apt_install postgresql-common
+	"${SUDO[@]}" sed -ri 's/^#?\s*create_main_cluster\s*=.*$/create_main_cluster = false/' \
+		/etc/postgresql-common/createcluster.conf
+	apt_install postgresql postgresql-contrib
+}
+
+step_test_tools() {
+	local missing=()
+	command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+	if ! command -v unshare >/dev/null 2>&1 || ! command -v nsenter >/dev/null 2>&1 ||
+		! command -v setpriv >/dev/null 2>&1; then
+		missing+=(util-linux)
+	fi
+	command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+	if ((${#missing[@]} == 0)); then
+		say "test tools: found"
+		return
+	fi
+	say "test tools: installing ${missing[*]}"
+	apt_install "${missing[@]}"
+}
+
+step_venv() {
+	local dir="${1:?usage: install.sh venv DIR [--dev]}" dev="${2:-}"
+	if [[ -n "$dev" && "$dev" != --dev ]]; then
+		say "venv: unknown option $dev"
+		exit 2
+	fi
+	if ! "$PYTHON" -m venv "$dir"; then
+		say "venv: $PYTHON cannot make a venv, installing python3-venv"
+		apt_install python3-venv
+		"$PYTHON" -m venv "$dir"
+	fi
+	"$dir/bin/pip" install --quiet --upgrade pip
+	if [[ -n "$dev" ]]; then
+		"$dir/bin/pip" install --quiet -e "${ROOT}[dev]"
+	else
+		"$dir/bin/pip" install --quiet --no-cache-dir "$ROOT"
+	fi
+}
+
+step_system() {
+	if ! getent group postgres >/dev/null; then
+		"${SUDO[@]}" groupadd --system --gid "${POSTGRES_GID:-999}" postgres
+	fi
+	if ! getent passwd postgres >/dev/null; then
+		"${SUDO[@]}" useradd --system --uid "${POSTGRES_UID:-999}" --gid postgres \
+			--home-dir /var/lib/postgresql --shell /bin/bash postgres
+	fi
+	step_postgres
+	if [[ ! -x /usr/bin/python3 ]] || ! deb_installed python3-venv; then
+		apt_install python3 python3-venv
+	fi
+	"${SUDO[@]}" mkdir -p "$PREFIX"
+	if [[ -n "${SUDO[*]}" ]]; then "${SUDO[@]}" chown "$(id -u)" "$PREFIX"; fi
+	PYTHON=/usr/bin/python3 step_venv "$PREFIX"
+	"${SUDO[@]}" ln -sf "$PREFIX/bin/compute_ctl" "$BINDIR/compute_ctl"
+	"${SUDO[@]}" install -m 0755 "$ROOT/deploy/compute_ctl_probe.py" "$BINDIR/compute-ctl-probe"
+	"${SUDO[@]}" install -m 0755 "$ROOT/deploy/docker-entrypoint.sh" "$BINDIR/docker-entrypoint.sh"
+	# compute_ctl deletes and re-creates PGDATA, so the user needs to own the parent directory.
+	"${SUDO[@]}" install -d -m 0750 -o postgres -g postgres "$DATA_PARENT"
+	say "system: $BINDIR/compute_ctl ($("$PREFIX/bin/compute_ctl" --help >/dev/null && echo ok))"
+}
+
+step_systemd() {
+	"${SUDO[@]}" install -m 0644 "$ROOT/deploy/compute_ctl.service" /etc/systemd/system/
+	"${SUDO[@]}" install -d -m 0755 /etc/compute_ctl
+	if [[ ! -e /etc/compute_ctl/compute_ctl.env ]]; then
+		"${SUDO[@]}" install -m 0644 "$ROOT/deploy/compute_ctl.env.example" \
+			/etc/compute_ctl/compute_ctl.env
+	fi
+	if [[ -d /run/systemd/system ]]; then
+		"${SUDO[@]}" systemctl daemon-reload
+	fi
+	say "systemd: edit /etc/compute_ctl/compute_ctl.env, then: systemctl start compute_ctl"
+}
+
+step_clean() {
+	"${SUDO[@]}" apt-get clean
+	"${SUDO[@]}" rm -rf /var/lib/apt/lists/* /root/.cache/pip
+}
+
+step="${1:-}"
+shift || true
+case "$step" in
+postgres) step_postgres ;;
+test-tools) step_test_tools ;;
+venv) step_venv "$@" ;;
+system) step_system ;;
+systemd) step_systemd ;;
+clean) step_clean ;;
+*)
+	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+	exit 2
+	;;
+esac
