@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +24,17 @@ from typing import Any, TypeAlias
 
 import grpc
 import grpc.aio
-import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 from compute_ctl.spec.types import Lsn, ShardIndex, TenantId, TimelineId
 from compute_ctl.storage.proto import page_service_pb2 as pb
+from compute_dev.storage_auth import (
+    AuthError,
+    JwtVerifier,
+    Scope,
+    check_pageserver_permission,
+)
 from compute_dev.timelines import DEFAULT_CHUNK_SIZE, Timeline, TimelineError, TimelineStore
 
 log = logging.getLogger(__name__)
@@ -83,97 +85,6 @@ class RpcRejectedError(Exception):
         self.message = message
 
 
-# --- storage tokens ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Claims:
-    """What a pageserver reads from a storage token."""
-
-    scope: str
-    tenant_id: TenantId | None
-    endpoint_id: uuid.UUID | None
-
-
-class JwtAuth:
-    """Ed25519 (EdDSA) token verification with one or more public keys, tried in turn."""
-
-    def __init__(self, keys: Iterable[Ed25519PublicKey]) -> None:
-        self.keys = list(keys)
-        if not self.keys:
-            raise ValueError("JWT auth needs at least one public key")
-
-    @classmethod
-    def load(cls, source: bytes | Path) -> JwtAuth:
-        """Keys from PEM text (SPKI), a PEM file, or a directory of PEM files."""
-        if isinstance(source, bytes):
-            pems = [source]
-        elif source.is_dir():
-            pems = [p.read_bytes() for p in sorted(source.iterdir()) if p.is_file()]
-        else:
-            pems = [source.read_bytes()]
-        keys: list[Ed25519PublicKey] = []
-        for pem in pems:
-            key = load_pem_public_key(pem)
-            if not isinstance(key, Ed25519PublicKey):
-                raise ValueError("storage tokens are EdDSA: every public key must be Ed25519")
-            keys.append(key)
-        return cls(keys)
-
-    def decode(self, token: str) -> Claims:
-        """Verify the signature (and `exp` when present, 60 s leeway) and read the claims.
-
-        Raises `ValueError` with the reason; the token itself is never part of the reason.
-        """
-        payload: dict[str, Any] | None = None
-        problem = "no key"
-        for key in self.keys:
-            try:
-                payload = jwt.decode(
-                    token,
-                    key,
-                    algorithms=["EdDSA"],
-                    leeway=60,
-                    options={"verify_iat": False, "verify_nbf": False},
-                )
-                break
-            except jwt.PyJWTError as exc:
-                problem = str(exc) or type(exc).__name__
-        if payload is None:
-            raise ValueError(problem)
-        scope = payload.get("scope")
-        if not isinstance(scope, str):
-            raise ValueError("missing field `scope`")
-        if scope not in PAGESERVER_SCOPES:
-            raise ValueError(f"unknown scope {scope!r}")
-        raw_tenant = payload.get("tenant_id")
-        tenant: TenantId | None = None
-        if raw_tenant is not None:
-            if not isinstance(raw_tenant, str):
-                raise ValueError("tenant_id must be a string")
-            tenant = TenantId(raw_tenant)
-        raw_endpoint = payload.get("endpoint_id")
-        endpoint: uuid.UUID | None = None
-        if raw_endpoint not in (None, ""):
-            if not isinstance(raw_endpoint, str):
-                raise ValueError("endpoint_id must be a string")
-            endpoint = uuid.UUID(raw_endpoint)
-        return Claims(scope, tenant, endpoint)
-
-    @staticmethod
-    def permission_problem(claims: Claims, tenant_id: TenantId) -> str | None:
-        """Why these claims may not act on `tenant_id`, or None if they may."""
-        if claims.scope == "pageserverapi":
-            return None
-        if claims.scope == "tenant":
-            if claims.tenant_id is None:
-                return "Permission denied: a tenant-scoped token without tenant_id"
-            if claims.tenant_id != tenant_id:
-                return "Permission denied: tenant id mismatch"
-            return None
-        return f"Permission denied: scope {claims.scope} is ineligible for Pageserver auth"
-
-
 # --- request headers ---------------------------------------------------------------------------
 
 
@@ -216,7 +127,9 @@ def parse_call_ids(headers: dict[str, str]) -> CallIds:
     return CallIds(tenant, timeline, shard)
 
 
-def check_authorization(auth: JwtAuth | None, headers: dict[str, str], tenant: TenantId) -> None:
+def check_authorization(
+    auth: JwtVerifier | None, headers: dict[str, str], tenant: TenantId
+) -> None:
     """The `authorization` header, only when auth is on (§2.2)."""
     if auth is None:
         return
@@ -227,13 +140,19 @@ def check_authorization(auth: JwtAuth | None, headers: dict[str, str], tenant: T
         raise RpcRejectedError(grpc.StatusCode.INVALID_ARGUMENT, "invalid authorization header")
     try:
         claims = auth.decode(value.removeprefix("Bearer "))
-    except ValueError as exc:
+    except AuthError as exc:
         raise RpcRejectedError(
             grpc.StatusCode.INVALID_ARGUMENT, f"invalid JWT token: {exc}"
         ) from None
-    problem = JwtAuth.permission_problem(claims, tenant)
-    if problem is not None:
-        raise RpcRejectedError(grpc.StatusCode.PERMISSION_DENIED, problem)
+    if claims.scope is Scope.TENANT and claims.tenant_id is None:
+        # Upstream's permission check panics here; a clean refusal is what a client can use.
+        raise RpcRejectedError(
+            grpc.StatusCode.PERMISSION_DENIED, "a tenant-scoped token without tenant_id"
+        )
+    try:
+        check_pageserver_permission(claims, tenant)
+    except AuthError as exc:
+        raise RpcRejectedError(grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
 
 
 def _rejecting_handler(like: Handler, code: grpc.StatusCode, message: str) -> Handler:
@@ -342,7 +261,7 @@ class PageServiceStandIn:
     """The servicer: the store, auth, faults, and what it has seen (for tests)."""
 
     store: TimelineStore
-    auth: JwtAuth | None = None
+    auth: JwtVerifier | None = None
     faults: GrpcFaults = field(default_factory=GrpcFaults)
     lease_length: datetime.timedelta = DEFAULT_LEASE_LENGTH
     calls: list[CallRecord] = field(default_factory=list)
@@ -560,7 +479,7 @@ async def start_grpc_stand_in(
     `public_key` turns JWT mode on: PEM bytes, a PEM file or a directory of them. Without it
     the listener trusts every caller and ignores `authorization` (§2.2).
     """
-    auth = JwtAuth.load(public_key) if public_key is not None else None
+    auth = JwtVerifier.coerce(public_key)
     service = PageServiceStandIn(
         store, auth=auth, faults=faults or GrpcFaults(), lease_length=lease_length
     )

@@ -25,14 +25,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from compute_ctl.spec.types import Lsn, TenantId, TimelineId
-from compute_dev.pageserver import (
-    JWT_PARAMETERS,
-    TRUST_PARAMETERS,
-    AuthError,
-    Claims,
-    JwtVerifier,
-    Scope,
-)
+from compute_dev.pageserver import JWT_PARAMETERS, TRUST_PARAMETERS
 from compute_dev.pgwire import (
     JWT_AUTH_ERROR,
     BackendError,
@@ -42,6 +35,7 @@ from compute_dev.pgwire import (
     QueryError,
     handle_client,
 )
+from compute_dev.storage_auth import AuthError, Claims, JwtVerifier, Scope
 from compute_dev.timelines import TimelineError, TimelineStore
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,9 @@ from typing import Any
 import grpc
 
 from compute_dev.grpc_server import GrpcFaults, start_grpc_stand_in
-from compute_dev.pageserver import Faults, JwtVerifier, serve_pageserver_libpq
+from compute_dev.pageserver import Faults, serve_pageserver_libpq
 from compute_dev.safekeeper import SafekeeperFaults, serve_safekeeper
+from compute_dev.storage_auth import JwtVerifier
 from compute_dev.timelines import TimelineError, TimelineStore
 
 DEFAULT_LIBPQ_PORT = 64000
