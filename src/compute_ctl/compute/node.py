@@ -476,6 +476,12 @@ class ComputeNode:
         await self.start_http()
         pspec = state.pspec
         if pspec is None:
+            log.info(
+                "VM memory prewarm skipped: %s",
+                "the neon extension is not installed"
+                if not self.neon_available
+                else "not implemented by this build",
+            )
             log.info("no compute spec yet: waiting for POST /configure")
             pspec = await self.wait_for_spec()
             if pspec is None:  # terminated while empty: nothing to stop
