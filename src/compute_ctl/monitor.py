@@ -28,8 +28,8 @@ from typing import Any
 import psycopg
 
 from compute_ctl.compute.metrics import PromMetrics
-from compute_ctl.compute.pgconn import connect, pg_error_text
 from compute_ctl.compute.state import ComputeState, ComputeStatus, utcnow
+from compute_ctl.postgres.connect import connect, pg_error_text
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from compute_ctl.catalog.connect import ADMIN_ROLE, connect_maintenance
+from compute_ctl.catalog.connect import connect_maintenance
 from compute_ctl.catalog.execute import Executor
 from compute_ctl.catalog.inspect import Snapshot, inspect
 from compute_ctl.catalog.options import check_name
@@ -24,6 +24,7 @@ from compute_ctl.catalog.phases import ALL_PHASES, Phase, Plan
 from compute_ctl.catalog.plan import DEFAULT_PRIVILEGED_ROLE, PlanOptions, build_plan
 from compute_ctl.catalog.validate import CheckedSpec, check_spec
 from compute_ctl.errors import SpecError
+from compute_ctl.postgres.connect import ADMIN_ROLE
 from compute_ctl.spec.models import ComputeSpec, find_option
 
 log = logging.getLogger(__name__)

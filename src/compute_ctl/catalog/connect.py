@@ -1,9 +1,5 @@
-"""Connections compute_ctl opens to its own Postgres, with upstream's startup options.
-
-Every connection runs as the administrator role with a fixed environment — no search_path (so no
-user object can shadow a catalog function), no statement timeout, read-write, and pgaudit silent
-— whatever the cluster's or the role's defaults are. Per-database work only swaps the database
-name. The "maintenance client" additionally repairs a cluster whose administrator is still the
+"""The "maintenance client" spec application uses (connections themselves are made by
+`compute_ctl.postgres.connect`). It additionally repairs a cluster whose administrator is still the
 legacy `zenith_admin`, and stops the neon extension from forwarding our DDL to the control plane.
 """
 
@@ -18,10 +14,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from compute_ctl.errors import PostgresError
+from compute_ctl.postgres.connect import ADMIN_ROLE, connect
 
 log = logging.getLogger(__name__)
 
-ADMIN_ROLE = "cloud_admin"
 LEGACY_ADMIN_ROLE = "zenith_admin"
 # SQLSTATEs of a failed login: invalid_password, invalid_authorization_specification. libpq
 # does not expose the SQLSTATE of a failed connection attempt, so the server's (untranslated)
@@ -30,57 +26,6 @@ _LOGIN_FAILED = ("28P01", "28000")
 _LOGIN_FAILED_TEXT = re.compile(
     r'FATAL:.*(authentication failed|role ".*" does not exist|no pg_hba\.conf entry)'
 )
-
-
-def _option_value(value: str) -> str:
-    """Escape a value for libpq's `options` (spaces and backslashes are backslash-escaped)."""
-    return value.replace("\\", "\\\\").replace(" ", "\\ ")
-
-
-def startup_options(role: str = ADMIN_ROLE, *, pgaudit: bool = True) -> str:
-    options = [
-        f"-c role={_option_value(role)}",
-        "-c default_transaction_read_only=off",
-        "-c search_path=''",
-        "-c statement_timeout=0",
-    ]
-    if pgaudit:
-        options.append("-c pgaudit.log=none")
-    return " ".join(options)
-
-
-def conninfo_params(
-    connstr: str,
-    *,
-    application_name: str,
-    dbname: str | None = None,
-    role: str = ADMIN_ROLE,
-    pgaudit: bool = True,
-) -> dict[str, Any]:
-    """libpq parameters for `connstr` with our startup options prepended to its own."""
-    params: dict[str, Any] = dict(conninfo_to_dict(connstr))
-    existing = params.get("options")
-    ours = startup_options(role, pgaudit=pgaudit)
-    params["options"] = f"{ours} {existing}" if existing else ours
-    params["application_name"] = application_name
-    if dbname is not None:
-        params["dbname"] = dbname
-    return params
-
-
-async def connect(
-    connstr: str,
-    *,
-    application_name: str,
-    dbname: str | None = None,
-    role: str = ADMIN_ROLE,
-    pgaudit: bool = True,
-) -> psycopg.AsyncConnection[Any]:
-    """An autocommit connection with the startup options; never prepares statements."""
-    params = conninfo_params(
-        connstr, application_name=application_name, dbname=dbname, role=role, pgaudit=pgaudit
-    )
-    return await psycopg.AsyncConnection.connect(**params, autocommit=True, prepare_threshold=None)
 
 
 async def _create_admin_role(connstr: str, application_name: str) -> None:

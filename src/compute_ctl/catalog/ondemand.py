@@ -10,9 +10,9 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from compute_ctl.catalog.connect import connect
 from compute_ctl.catalog.execute import error_text
 from compute_ctl.errors import CatalogError
+from compute_ctl.postgres.connect import connect
 from compute_ctl.spec.privilege import Privilege
 
 

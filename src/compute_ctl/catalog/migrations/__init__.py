@@ -25,10 +25,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from compute_ctl.catalog.connect import ADMIN_ROLE, connect
 from compute_ctl.catalog.execute import error_text
 from compute_ctl.catalog.plan import DEFAULT_PRIVILEGED_ROLE
 from compute_ctl.errors import CatalogError, ConfigError
+from compute_ctl.postgres.connect import ADMIN_ROLE, connect
 from compute_ctl.spec.models import ComputeSpec
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ import psycopg
 from starlette.requests import Request
 from starlette.responses import Response
 
-from compute_ctl.compute.pgconn import connect, pg_error_text
 from compute_ctl.compute.state import ComputeStatus, WrongStateError
 from compute_ctl.http.responses import json_error, json_ok
+from compute_ctl.postgres.connect import connect, pg_error_text
 
 if TYPE_CHECKING:
     from compute_ctl.compute.node import ComputeNode
