@@ -93,6 +93,15 @@ def test_bad_spec_via_configure_is_refused(compute: Compute, make_spec: SpecFact
     )
     assert answer.status == 400
     assert answer.json() == {"error": "duplicate entry in safekeeper_connstrings: a:1!"}
+    spec = make_spec(skip_pg_catalog_updates=False)
+    spec["cluster"]["roles"] = [{"name": "r", "encrypted_password": "hunter2"}]
+    answer = http(
+        "POST",
+        f"{compute.url}/configure",
+        {"spec": spec, "compute_ctl_config": {"jwks": {"keys": []}}},
+    )
+    assert answer.status == 400
+    assert "hunter2" not in answer.json()["error"]
     answer = http(
         "POST", f"{compute.url}/configure", {"compute_ctl_config": {"jwks": {"keys": []}}}
     )

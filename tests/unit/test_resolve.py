@@ -166,11 +166,12 @@ def test_17_empty_connstring_is_one_unsharded_shard() -> None:
     assert libpq_urls(parsed) == {"0000": ""}
 
 
-def test_18_missing_shards_pass_parsing() -> None:
+def test_18_missing_shards_are_refused_up_front() -> None:
+    # Upstream accepts this and fails later writing postgresql.conf; we refuse it at once.
     conninfo: dict[str, Any] = {"shard_count": 2, "stripe_size": None, "shards": {}}
-    parsed = parse(storage_spec(pageserver_connection_info=conninfo))
-    with pytest.raises(SpecError, match="shard connection info missing for shard 0002"):
-        parsed.basebackup_url()
+    err = fails(storage_spec(pageserver_connection_info=conninfo))
+    assert err.field == "pageserver_connection_info"
+    assert str(err) == "shard 0002 missing from pageserver_connection_info shard map"
 
 
 def test_19_grpc_preferred_without_grpc_url() -> None:
@@ -201,9 +202,15 @@ def test_basebackup_url_uses_shard_zero_and_preferred_protocol() -> None:
 
 def test_empty_pageservers_list_is_an_error_not_a_crash() -> None:
     conninfo = {"shard_count": 0, "shards": {"0000": {"pageservers": []}}}
-    parsed = parse(storage_spec(pageserver_connection_info=conninfo))
-    with pytest.raises(SpecError, match="must have at least one pageserver"):
-        parsed.basebackup_url()
+    err = fails(storage_spec(pageserver_connection_info=conninfo))
+    assert "must have at least one pageserver" in str(err)
+
+
+def test_catalog_problems_are_refused_when_resolving() -> None:
+    roles = [{"name": "r", "encrypted_password": "hunter2"}]
+    spec = storage_spec(cluster={"roles": roles, "databases": []})
+    assert fails(spec).field == "cluster.roles[0].encrypted_password"
+    parse({**spec, "skip_pg_catalog_updates": True})  # the catalog step will not run
 
 
 def test_rename_without_new_name_is_refused() -> None:

@@ -306,12 +306,12 @@ CORPUS: list[tuple[str, Any, str]] = [
     (
         "empty-pageservers",
         _with("pageserver_connection_info", _conninfo(shards={"0000": {"pageservers": []}})),
-        'pageserver_connection_info.shards["0000"].pageservers: must have at least one pageserver',
+        "error: pageserver_connection_info: shard 0000 in pageserver_connection_info has an empty",
     ),
     (
         "shard-missing",
         _with("pageserver_connection_info", _conninfo(shard_count=2, stripe_size=8, shards={})),
-        "pageserver_connection_info.shards: shard connection info missing for shard 0002",
+        "error: pageserver_connection_info: shard 0002 missing from pageserver_connection_info",
     ),
     (
         "shard-1-missing",
@@ -328,7 +328,7 @@ CORPUS: list[tuple[str, Any, str]] = [
     (
         "wrong-count-byte",
         _with("pageserver_connection_info", _conninfo(shard_count=1)),
-        "shard connection info missing for shard 0001",
+        "shard 0001 missing from pageserver_connection_info shard map",
     ),
     ("no-tenant", _with("tenant_id", "!delete"), "error: tenant_id: tenant id should be provided"),
     ("no-timeline", _with("timeline_id", None), "error: timeline_id: timeline id should be"),
@@ -364,6 +364,17 @@ CORPUS: list[tuple[str, Any, str]] = [
             ],
         ),
         "error: delta_operations[1].new_name: rename_db needs a new_name",
+    ),
+    # What the catalog step would refuse, refused before anything starts
+    (
+        "plaintext-password",
+        _with("cluster.roles", [{"name": "r", "encrypted_password": "hunter2"}]),
+        "error: cluster.roles[0].encrypted_password: ",
+    ),
+    (
+        "role-name-too-long",
+        _with("cluster.roles", [{"name": "r" * 64}]),
+        "error: cluster.roles[0].name: ",
     ),
     # Envelopes
     (

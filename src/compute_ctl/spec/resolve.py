@@ -14,7 +14,8 @@ import itertools
 from dataclasses import dataclass
 from typing import TypeVar
 
-from compute_ctl.errors import SpecError
+from compute_ctl.errors import ConfigError, SpecError
+from compute_ctl.postgres.conf import pageserver_connstring_for_postgres
 from compute_ctl.spec.models import (
     ComputeSpec,
     PageserverConnectionInfo,
@@ -179,6 +180,24 @@ def _validate_delta_operations(spec: ComputeSpec) -> None:
             raise SpecError(f"delta_operations[{i}].new_name", f"{op.action} needs a new_name")
 
 
+def _validate_for_start(spec: ComputeSpec) -> None:
+    """What upstream only finds out while starting or re-configuring (a shard map Postgres'
+    settings cannot be written from; names, passwords and options the catalog step would
+    refuse), refused up front so that a bad spec never takes a compute down."""
+    try:
+        pageserver_connstring_for_postgres(spec)
+    except ConfigError as exc:
+        raise SpecError("pageserver_connection_info", str(exc)) from None
+    if not spec.skip_pg_catalog_updates and (
+        spec.cluster.roles or spec.cluster.databases or spec.delta_operations
+    ):
+        # Imported here: the catalog layer loads psycopg, which a compute without a spec
+        # (waiting for /configure) need not load at start-up.
+        from compute_ctl.catalog.validate import check_spec  # noqa: PLC0415
+
+        check_spec(spec)
+
+
 def _validate_safekeepers(connstrings: tuple[str, ...], field: str) -> None:
     if not connstrings:
         raise SpecError(field, "safekeeper_connstrings is empty")
@@ -206,6 +225,7 @@ def resolve(spec: ComputeSpec) -> ParsedSpec:
     if spec.mode.is_primary:
         _validate_safekeepers(safekeepers, sk_field)
     _validate_delta_operations(spec)
+    _validate_for_start(spec)
     return ParsedSpec(
         spec=spec,
         tenant_id=tenant_id,
