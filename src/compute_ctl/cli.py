@@ -23,13 +23,12 @@ from urllib.parse import urlsplit, urlunsplit
 from compute_ctl.control_plane import RPC, fetch_config
 from compute_ctl.errors import ComputeError, SpecError
 from compute_ctl.http.auth import AllowAll, Authorizer
-from compute_ctl.http.jwt import JwtAuthorizer
 from compute_ctl.pid1 import init_if_pid1
 from compute_ctl.spec.load import load_compute_config, load_compute_spec
 from compute_ctl.spec.models import ComputeCtlConfig, ComputeSpec
 from compute_ctl.spec.resolve import ParsedSpec, resolve
 
-PRIVILEGED_ROLE_RE = re.compile(r"^[a-z_]+$")
+PRIVILEGED_ROLE_RE = re.compile(r"[a-z_]+")
 INSTANCE_ID_ENV = "INSTANCE_ID"
 DEFAULT_FILECACHE_CONNSTR = (
     "host=localhost port=5432 dbname=postgres user=cloud_admin sslmode=disable "
@@ -178,7 +177,7 @@ def params_from_args(args: argparse.Namespace) -> Params:
         raise UsageError(
             "--http-port cannot be used with --external-http-port/--internal-http-port"
         )
-    if not PRIVILEGED_ROLE_RE.match(args.privileged_role_name):
+    if not PRIVILEGED_ROLE_RE.fullmatch(args.privileged_role_name):
         raise UsageError(
             "--privileged-role-name can only contain lowercase letters and underscores"
         )
@@ -255,6 +254,8 @@ def make_authorizer(params: Params, ctl_config: ComputeCtlConfig | None) -> Auth
             "the external HTTP API is served without authentication"
         )
         return None
+    from compute_ctl.http.jwt import JwtAuthorizer  # noqa: PLC0415 - only with keys
+
     return JwtAuthorizer(ctl_config.jwks.keys, params.compute_id)
 
 

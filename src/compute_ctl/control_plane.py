@@ -14,6 +14,7 @@ small GET does not justify another HTTP dependency. The token is never logged.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import logging
 import os
 import time
@@ -117,7 +118,8 @@ def _request_once(url: str, token: str, on_attempt: AttemptListener) -> ControlP
     except urllib.error.HTTPError as exc:
         code, body = exc.code, b""
         exc.close()
-    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, bad URLs
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        # URLError, timeouts, refused connections, bad URLs, replies that are not HTTP
         on_attempt(UNKNOWN_STATUS)
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise ControlPlaneError(

@@ -129,3 +129,19 @@ def test_timestamp_forms(micros: int, z: str, offset: str) -> None:
     moment = datetime(2026, 3, 25, 9, 27, 3, micros, tzinfo=UTC)
     assert rfc3339_z(moment) == z
     assert rfc3339_offset(moment) == offset
+
+
+@pytest.mark.parametrize(
+    ("text", "debug"),
+    [
+        ("unknown error", '"unknown error"'),
+        ('a "b" \\ c', '"a \\"b\\" \\\\ c"'),
+        ("line\nnext\ttab", '"line\\nnext\\ttab"'),
+        ("esc\x1b", '"esc\\u{1b}"'),
+        ("é 😀", '"é 😀"'),
+    ],
+)
+def test_rust_debug_quoting(text: str, debug: str) -> None:
+    from compute_ctl.http.responses import rust_debug_str
+
+    assert rust_debug_str(text) == debug

@@ -191,7 +191,7 @@ def test_gives_up_after_six_runs(make_fake: MakeFake) -> None:
     error = info.value
     assert error.transient
     assert error.exit_status == 1
-    assert "exited with status 1" in str(error)
+    assert "exited with non-zero status: exit status: 1. stdout: " in str(error)
     assert "no quorum yet" in str(error)
 
 
@@ -210,7 +210,7 @@ def test_non_utf8_stdout_is_a_parse_failure(make_fake: MakeFake) -> None:
 
 def test_killed_by_signal(make_fake: MakeFake) -> None:
     fake = make_fake("os.kill(os.getpid(), signal.SIGKILL)\n")
-    with pytest.raises(SyncSafekeepersError, match="killed by signal 9") as info:
+    with pytest.raises(SyncSafekeepersError, match=r"status: signal: 9 \(SIGKILL\)") as info:
         _run(fake, policy=NO_RETRY)
     assert info.value.exit_status == -9
 

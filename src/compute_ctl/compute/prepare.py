@@ -4,6 +4,8 @@ the files Postgres needs. Every start is a fresh start; nothing of a previous ru
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
 import os
 import shutil
@@ -19,7 +21,7 @@ from compute_ctl.postgres.conf import (
     line_in_file_path,
     render_postgresql_conf,
 )
-from compute_ctl.spec.models import TlsConfig
+from compute_ctl.spec.models import PageserverProtocol, TlsConfig
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.types import Lsn
 from compute_ctl.storage.extract import fixup_signal_files
@@ -112,6 +114,13 @@ async def basebackup_lsn(
     return lsn if lsn else None
 
 
+def _import_storage_clients(*, grpc: bool) -> None:
+    """psycopg (safekeepers, libpq pageserver) always; grpc only when it fetches the
+    basebackup."""
+    for name in ("basebackup", "libpq", "safekeepers", *(("grpc",) if grpc else ())):
+        importlib.import_module(f"compute_ctl.storage.{name}")
+
+
 def finish_pgdata(pspec: ParsedSpec, pgdata: Path) -> None:
     """The touches after the basebackup: signal file, pg_hba, dynamic shared memory, standby."""
     fixup_signal_files(pgdata)
@@ -127,8 +136,13 @@ def finish_pgdata(pspec: ParsedSpec, pgdata: Path) -> None:
 
 
 async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: ComputeMetrics) -> None:
-    recreate_pgdata(opts.pgdata)
+    # Removing a large leftover PGDATA takes a while: not on the event loop.
+    await asyncio.to_thread(recreate_pgdata, opts.pgdata)
     write_postgresql_conf(pspec, opts)
+    # A worker thread imports the storage clients (a tenth of a second with grpc), so that
+    # the event loop keeps answering HTTP meanwhile.
+    grpc = pspec.pageserver_conninfo.prefer_protocol is PageserverProtocol.GRPC
+    await asyncio.to_thread(_import_storage_clients, grpc=grpc)
     from compute_ctl.storage.basebackup import get_basebackup  # noqa: PLC0415 - see above
 
     lsn = await basebackup_lsn(pspec, opts, metrics)
@@ -136,4 +150,4 @@ async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: Compu
     metrics.pageserver_connect_micros = stats.connect_micros
     metrics.basebackup_bytes = stats.compressed_bytes
     metrics.basebackup_ms = stats.duration_ms
-    finish_pgdata(pspec, opts.pgdata)
+    await asyncio.to_thread(finish_pgdata, pspec, opts.pgdata)

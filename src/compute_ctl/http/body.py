@@ -48,7 +48,7 @@ async def read_json_body(request: Request, model: type[M]) -> M:
     try:
         data = parse_json(raw)
     except SpecError as exc:
-        if exc.field.startswith("line "):
+        if exc.field.startswith(("line ", "byte ")) or exc.field == "document":
             raise BodyError(
                 400, f"Failed to parse the request body as JSON: {exc.problem} at {exc.field}"
             ) from None

@@ -50,3 +50,20 @@ def rfc3339_z(dt: datetime) -> str:
 def rfc3339_offset(dt: datetime) -> str:
     """`2026-03-25T09:31:10.004312+00:00` (the form of `last_active`)."""
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + _fraction(dt) + "+00:00"
+
+
+_DEBUG_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
+
+
+def rust_debug_str(text: str) -> str:
+    """`text` quoted as Rust's `{:?}` prints a string: printable characters (any script) kept,
+    quotes and backslashes escaped, other control characters as `\\u{1b}`."""
+    out = []
+    for char in text:
+        if char in _DEBUG_ESCAPES:
+            out.append(_DEBUG_ESCAPES[char])
+        elif char.isprintable() or char == " ":
+            out.append(char)
+        else:
+            out.append(f"\\u{{{ord(char):x}}}")
+    return '"' + "".join(out) + '"'

@@ -450,9 +450,15 @@ async def sync_safekeepers_once(
 
     stdout = _redact(raw.decode("utf-8", "backslashreplace"), token)
     if status != 0:
-        how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+        # Upstream's text, with the status as Rust prints an ExitStatus.
+        if status < 0:
+            name = signal.Signals(-status).name if -status in signal.valid_signals() else "?"
+            how = f"signal: {-status} ({name})"
+        else:
+            how = f"exit status: {status}"
         raise SyncSafekeepersError(
-            f"postgres --sync-safekeepers {how}; stdout: {_shorten(stdout.strip())!r}",
+            f"postgres --sync-safekeepers exited with non-zero status: {how}. "
+            f"stdout: {_shorten(stdout.strip())}",
             transient=True,
             exit_status=status,
             stdout=stdout,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -11,7 +10,7 @@ from starlette.responses import Response
 from compute_ctl.compute.state import ComputeStatus, WrongStateError
 from compute_ctl.errors import SpecError
 from compute_ctl.http.body import BodyError, read_json_body
-from compute_ctl.http.responses import json_error, json_ok
+from compute_ctl.http.responses import json_error, json_ok, rust_debug_str
 from compute_ctl.http.routes.status import status_body
 from compute_ctl.spec.models import ConfigurationRequest
 from compute_ctl.spec.resolve import resolve
@@ -50,6 +49,6 @@ async def post_configure(request: Request) -> Response:
         )
         outcome: ComputeStatus = state.status
         if outcome is ComputeStatus.FAILED:
-            detail = json.dumps(state.error if state.error else "unknown error")
+            detail = rust_debug_str(state.error if state.error else "unknown error")
             return json_error(f"compute configuration failed: {detail}", 500)
         return json_ok(status_body(state))
