@@ -309,7 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     authorizer = make_authorizer(params, ctl_config)
     node = ComputeNode(params, pspec=pspec, ctl_config=ctl_config, authorizer=authorizer, prom=prom)
-    return asyncio.run(node.run())
+    try:
+        return asyncio.run(node.run())
+    except ComputeError as exc:  # e.g. a listener port already in use
+        print(f"compute_ctl: error: {exc.one_line()}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

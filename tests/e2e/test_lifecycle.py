@@ -210,3 +210,17 @@ def test_root_is_refused() -> None:
     assert result.returncode == 2
     assert "refusing to run as root" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_port_in_use_is_one_line(compute: Compute, make_spec: SpecFactory) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        compute.http_port = busy.getsockname()[1]
+        compute.start("-S", str(compute.write("spec.json", make_spec())), wait=False)
+        assert compute.wait_exit() == 1
+    log = compute.log()
+    assert "Traceback" not in log
+    assert f"could not listen on port {compute.http_port}" in log
