@@ -23,13 +23,14 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from compute_ctl.compute.metrics import PromMetrics
 from compute_ctl.compute.state import ComputeState, ComputeStatus, utcnow
 from compute_ctl.postgres.connect import connect, pg_error_text
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,8 @@ class ComputeMonitor:
 
     async def check_once(self) -> bool:
         """One round: (re)connect if needed, check, publish, report. True when Postgres is up."""
+        import psycopg  # noqa: PLC0415 - psycopg is heavy: off the start-up path
+
         problem: str | None = None
         found: datetime | None = None
         try:

@@ -23,6 +23,7 @@ from tests.e2e.harness import (
     start_storage,
     stop_process,
 )
+from tests.endpoint_storage import EndpointStorage, running_endpoint_storage
 
 
 @pytest.fixture(scope="session")
@@ -121,3 +122,10 @@ def make_spec(storage: Storage, compute: Compute) -> SpecFactory:
         return spec
 
     return build
+
+
+@pytest.fixture
+def endpoint_storage() -> Iterator[EndpointStorage]:
+    """An endpoint-storage stand-in (in this process) requiring its own bearer token."""
+    with running_endpoint_storage() as running:
+        yield running

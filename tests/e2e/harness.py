@@ -351,6 +351,23 @@ class Compute:
                 return float(line.rsplit(" ", 1)[1])
         return None
 
+    def wait_lfc(self, path: str, *final: str, timeout: float = DEADLINE) -> dict[str, Any]:
+        """Poll `GET /lfc/prewarm` or `/lfc/offload` until its status is one of `final`."""
+        seen: dict[str, Any] = {}
+
+        def ended() -> bool:
+            nonlocal seen
+            answer = self.call("GET", path)
+            assert answer.status == 200, answer
+            seen = answer.json()
+            return seen["status"] in final
+
+        try:
+            wait_until(f"{path} in {final}", ended, timeout)
+        except AssertionError:
+            raise AssertionError(f"{path}: {seen}, wanted {final}\n{self.log()}") from None
+        return seen
+
     def sql(self, query: str) -> Any:
         with psycopg.connect(self.connstr, connect_timeout=10, autocommit=True) as conn:
             row = conn.execute(query).fetchone()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ from compute_ctl.control_plane import RPC, fetch_config_async
 from compute_ctl.errors import ComputeError, ConfigError, SpecError, chain_text
 from compute_ctl.http.app import bind_socket, external_app, internal_app, make_server
 from compute_ctl.http.auth import Authorizer
+from compute_ctl.lfc import Lfc
 from compute_ctl.monitor import ComputeMonitor
 from compute_ctl.postgres.conf import (
     SUBSCRIBERS_ENABLED_LINE,
@@ -44,6 +46,7 @@ from compute_ctl.postgres.process import (
     spawn_postgres,
     wait_until_ready,
 )
+from compute_ctl.promote import Promotion
 from compute_ctl.spec.load import load_compute_config, load_compute_spec
 from compute_ctl.spec.models import ComputeCtlConfig, ComputeFeature, ComputeSpec
 from compute_ctl.spec.resolve import ParsedSpec, resolve
@@ -55,6 +58,7 @@ DEV_EXIT_DELAY = 1.0
 NORMAL_EXIT_DELAY = 0.3
 STOP_TIMEOUT = 30.0
 REFRESH_RETRY_DELAY = 5.0
+CATALOG_MODULE = "compute_ctl.catalog"
 
 CatalogApplier = Callable[[ParsedSpec, "ComputeNode", bool], Awaitable[None]]
 
@@ -100,6 +104,8 @@ class ComputeNode:
         # /refresh_configuration calls, and how many of them the configurator has taken up.
         self.refresh_requests = 0
         self._refresh_handled = 0
+        self.lfc = Lfc(params.connstr, lambda: self.state.pspec, self.prom)
+        self.promotion = Promotion(self)
 
     # ----------------------------------------------------------------------------------------
     # Helpers
@@ -144,6 +150,13 @@ class ComputeNode:
             server = make_server(app)
             self.servers.append(server)
             self._spawn(server.serve(sockets=[sock]), f"http-{port}")
+        # Accept connections before anything else runs on the loop: /status answers while
+        # the compute starts.
+        serving = [task for task in self._tasks if task.get_name().startswith("http-")]
+        while not all(server.started for server in self.servers):
+            if any(task.done() for task in serving):
+                break
+            await asyncio.sleep(0)
         log.info(
             "serving the external API on port %d and the internal API on port %d",
             self.params.external_http_port,
@@ -207,8 +220,11 @@ class ComputeNode:
             self.params.pgbin, self.pgdata, env=env, argv_prefix=prefix, log_out=self.log_out
         )
         self.pg = pg
+        # While Postgres starts, a worker thread imports the catalog code configuration runs next.
+        preload = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, CATALOG_MODULE))
         await wait_until_ready(pg, self.params.pg_init_timeout or 60.0)
         state.metrics.start_postgres_ms = int((time.monotonic() - spawn_started) * 1000)
+        await preload
 
         config_started = time.monotonic()
         if spec.mode.is_primary:
@@ -217,6 +233,11 @@ class ComputeNode:
         state.metrics.total_startup_ms = int((utcnow() - state.start_time).total_seconds() * 1000)
         await state.set_status(ComputeStatus.RUNNING)
         log.info("compute start finished")
+        if spec.autoprewarm:
+            log.info("autoprewarming on startup as requested")
+            self.lfc.prewarm(None)
+        if spec.offload_lfc_interval_seconds is not None:
+            self.lfc.start_offload_task(float(spec.offload_lfc_interval_seconds))
 
     async def configure_as_primary(self, pspec: ParsedSpec) -> None:
         if pspec.spec.skip_pg_catalog_updates:
@@ -512,6 +533,7 @@ class ComputeNode:
             log.info("postgres exited with code %s", code)
         await self.stop_monitor()
         await self.stop_vm_monitor()
+        self.lfc.stop_offload_task()
         await self.cleanup_after_postgres_exit()
         await self._linger()
         await self.stop_http()

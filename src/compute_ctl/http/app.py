@@ -29,20 +29,36 @@ from compute_ctl.http.routes.configure import post_configure
 from compute_ctl.http.routes.database_schema import get_database_schema
 from compute_ctl.http.routes.dbs_and_roles import get_dbs_and_roles
 from compute_ctl.http.routes.extensions import post_extensions
+from compute_ctl.http.routes.failpoints import post_failpoints
 from compute_ctl.http.routes.grants import post_grants
 from compute_ctl.http.routes.insights import get_insights
+from compute_ctl.http.routes.lfc_offload import get_lfc_offload, post_lfc_offload
+from compute_ctl.http.routes.lfc_prewarm import (
+    delete_lfc_prewarm,
+    get_lfc_prewarm,
+    post_lfc_prewarm,
+)
+from compute_ctl.http.routes.liveness import get_hadron_liveness_probe
 from compute_ctl.http.routes.metrics import get_metrics
 from compute_ctl.http.routes.openapi import get_openapi
+from compute_ctl.http.routes.promote import post_promote
 from compute_ctl.http.routes.refresh_configuration import post_refresh_configuration
 from compute_ctl.http.routes.status import get_metrics_json, get_status
 from compute_ctl.http.routes.terminate import post_terminate
 from compute_ctl.http.schemas import (
     ComputeStatusResponse,
+    ConfigureFailpointsRequest,
     DatabaseSchemaQuery,
     DbsAndRoles,
     ExtensionInstallRequest,
     ExtensionInstallResult,
     InsightsText,
+    LfcOffloadState,
+    LfcPrewarmQuery,
+    LfcPrewarmState,
+    PromoteCompleted,
+    PromoteFailed,
+    PromoteRequest,
     SetRoleGrantsRequest,
     SetRoleGrantsResponse,
     TerminateQuery,
@@ -172,6 +188,74 @@ EXTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         ),
         auth=True,
     ),
+    ApiRoute(
+        "GET",
+        "/lfc/prewarm",
+        get_lfc_prewarm,
+        (Reply(200, "the state of the last LFC prewarm", LfcPrewarmState),),
+        auth=True,
+    ),
+    ApiRoute(
+        "POST",
+        "/lfc/prewarm",
+        post_lfc_prewarm,
+        (
+            Reply(202, "the prewarm is started (empty body)", None, None),
+            Reply(400, "a bad query string (plain text)", None, TEXT),
+            error(429, "a prewarm is already running"),
+        ),
+        auth=True,
+        query=LfcPrewarmQuery,
+    ),
+    ApiRoute(
+        "DELETE",
+        "/lfc/prewarm",
+        delete_lfc_prewarm,
+        (Reply(202, "cancellation requested (empty body)", None, None),),
+        auth=True,
+    ),
+    ApiRoute(
+        "GET",
+        "/lfc/offload",
+        get_lfc_offload,
+        (Reply(200, "the state of the last LFC offload", LfcOffloadState),),
+        auth=True,
+    ),
+    ApiRoute(
+        "POST",
+        "/lfc/offload",
+        post_lfc_offload,
+        (
+            Reply(202, "the offload is started (empty body)", None, None),
+            error(429, "an offload is already running"),
+        ),
+        auth=True,
+    ),
+    ApiRoute(
+        "POST",
+        "/promote",
+        post_promote,
+        (
+            Reply(200, "promoted", PromoteCompleted),
+            error(400, "the spec cannot be resolved (a body that is not JSON: plain text)"),
+            Reply(413, "the body is too large (plain text)", None, TEXT),
+            Reply(415, "no `Content-Type: application/json` (plain text)", None, TEXT),
+            Reply(422, "the JSON is not a PromoteRequest (plain text)", None, TEXT),
+            Reply(500, "the promotion failed", PromoteFailed),
+        ),
+        auth=True,
+        body=PromoteRequest,
+    ),
+    ApiRoute(
+        "GET",
+        "/hadron_liveness_probe",
+        get_hadron_liveness_probe,
+        (
+            Reply(200, 'Postgres accepts connections: `"ok"`', str),
+            error(500, "pg_isready failed, or --connstr has no port"),
+        ),
+        auth=True,
+    ),
     OPENAPI,
 )
 
@@ -213,6 +297,19 @@ INTERNAL_ROUTES: tuple[ApiRoute, ...] = (
             error(500, "the compute cannot refresh in its status"),
         ),
     ),
+    ApiRoute(
+        "POST",
+        "/failpoints",
+        post_failpoints,
+        (
+            error(400, "the body is not JSON"),
+            error(412, "this build has no failpoints"),
+            error(413, "the body is too large"),
+            error(415, "no `Content-Type: application/json`"),
+            error(422, "the body is not a list of FailpointConfig"),
+        ),
+        body=ConfigureFailpointsRequest,
+    ),
     OPENAPI,
 )
 
@@ -244,10 +341,15 @@ def internal_app(node: ComputeNode) -> Starlette:
 
 def bind_socket(port: int, host: str | None = None) -> socket.socket:
     """Listen on all interfaces like upstream (`[::]`, dual-stack), or on IPv4 only where the
-    machine has no IPv6."""
+    machine has no IPv6.
+
+    The protocol is IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets
+    that say TCP, and without it an answer written in two parts (head, body) waits for the
+    client's delayed ACK, 40 ms per request on Linux.
+    """
     if host is None:
         with contextlib.suppress(OSError):
-            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             try:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -260,7 +362,7 @@ def bind_socket(port: int, host: str | None = None) -> socket.socket:
             return sock
         host = "0.0.0.0"  # noqa: S104 - upstream listens on every interface
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(1024)
@@ -283,5 +385,6 @@ def make_server(app: Starlette) -> uvicorn.Server:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=1,
+        ws="none",  # no WebSocket routes: skip loading a WebSocket implementation
     )
     return _Server(config)

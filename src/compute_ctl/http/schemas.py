@@ -6,17 +6,19 @@ same ones, so the two cannot drift apart. Field order is upstream's serializatio
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from compute_ctl.compute.state import ComputeStatus
-from compute_ctl.spec.models import Database, Role
+from compute_ctl.spec.models import ComputeSpec, Database, Role
 from compute_ctl.spec.privilege import Privilege
+from compute_ctl.spec.types import Lsn
 
 
+# Validators are built on first use (see spec/models.py): not on the start-up path.
 class _Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class GenericError(_Answer):
@@ -66,7 +68,7 @@ InsightsText = str
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class ExtensionInstallRequest(_Request):
@@ -100,3 +102,141 @@ class SetRoleGrantsResponse(_Answer):
     role: str
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+
+# --------------------------------------------------------------------------------------------
+# LFC prewarm/offload and promotion: states internally tagged by `status` (every field of a
+# variant is always present, so the serialized schema marks them all required).
+
+
+class _Tagged(_Answer):
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class LfcPrewarmNotPrewarmed(_Tagged):
+    """No prewarm was requested since the compute started."""
+
+    status: Literal["not_prewarmed"] = "not_prewarmed"
+
+
+class LfcPrewarmPrewarming(_Tagged):
+    status: Literal["prewarming"] = "prewarming"
+
+
+class LfcPrewarmCompleted(_Tagged):
+    """The state was found and loaded; counts from `neon.get_prewarm_info()`."""
+
+    status: Literal["completed"] = "completed"
+    total: int
+    prewarmed: int
+    skipped: int
+    state_download_time_ms: int
+    uncompress_time_ms: int
+    prewarm_time_ms: int
+
+
+class LfcPrewarmFailed(_Tagged):
+    status: Literal["failed"] = "failed"
+    error: str
+
+
+class LfcPrewarmSkipped(_Tagged):
+    """Endpoint storage has no state for this endpoint (404)."""
+
+    status: Literal["skipped"] = "skipped"
+
+
+class LfcPrewarmCancelled(_Tagged):
+    """`DELETE /lfc/prewarm` cancelled it."""
+
+    status: Literal["cancelled"] = "cancelled"
+
+
+LfcPrewarmState = Annotated[
+    LfcPrewarmNotPrewarmed
+    | LfcPrewarmPrewarming
+    | LfcPrewarmCompleted
+    | LfcPrewarmFailed
+    | LfcPrewarmSkipped
+    | LfcPrewarmCancelled,
+    Field(discriminator="status"),
+]
+"""`GET /lfc/prewarm`."""
+
+
+class LfcOffloadNotOffloaded(_Tagged):
+    status: Literal["not_offloaded"] = "not_offloaded"
+
+
+class LfcOffloadOffloading(_Tagged):
+    status: Literal["offloading"] = "offloading"
+
+
+class LfcOffloadCompleted(_Tagged):
+    status: Literal["completed"] = "completed"
+    state_query_time_ms: int
+    compress_time_ms: int
+    state_upload_time_ms: int
+
+
+class LfcOffloadFailed(_Tagged):
+    status: Literal["failed"] = "failed"
+    error: str
+
+
+class LfcOffloadSkipped(_Tagged):
+    """Postgres had no LFC state (NULL): nothing was uploaded."""
+
+    status: Literal["skipped"] = "skipped"
+
+
+LfcOffloadState = Annotated[
+    LfcOffloadNotOffloaded
+    | LfcOffloadOffloading
+    | LfcOffloadCompleted
+    | LfcOffloadFailed
+    | LfcOffloadSkipped,
+    Field(discriminator="status"),
+]
+"""`GET /lfc/offload`."""
+
+
+class LfcPrewarmQuery(BaseModel):
+    """`POST /lfc/prewarm` query string: prewarm from another endpoint's stored state."""
+
+    from_endpoint: StrictStr | None = None
+
+
+class PromoteCompleted(_Tagged):
+    status: Literal["completed"] = "completed"
+    lsn_wait_time_ms: int
+    pg_promote_time_ms: int
+    reconfigure_time_ms: int
+
+
+class PromoteFailed(_Tagged):
+    status: Literal["failed"] = "failed"
+    error: str
+
+
+PromoteState = Annotated[PromoteCompleted | PromoteFailed, Field(discriminator="status")]
+"""`POST /promote`: the outcome every caller of one promotion gets."""
+
+
+class PromoteRequest(_Request):
+    """`POST /promote`: the spec to run as primary, and the old primary's last flushed LSN
+    that this replica must have replayed first."""
+
+    spec: ComputeSpec
+    wal_flush_lsn: Lsn
+
+
+class FailpointConfig(_Request):
+    """One entry of `POST /failpoints` (`actions` in the `fail` crate's syntax)."""
+
+    name: StrictStr
+    actions: StrictStr
+
+
+ConfigureFailpointsRequest = list[FailpointConfig]
+"""`POST /failpoints` body."""

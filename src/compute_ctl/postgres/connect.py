@@ -10,10 +10,10 @@ upstream's clients print (`db error: ERROR: <message>`) and never quote the conn
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
+if TYPE_CHECKING:
+    import psycopg
 
 ADMIN_ROLE = "cloud_admin"
 CONNECT_TIMEOUT = 10
@@ -45,6 +45,8 @@ def conninfo_params(
     pgaudit: bool = True,
 ) -> dict[str, Any]:
     """libpq parameters for `connstr` with our startup options prepended to its own."""
+    from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 - see connect()
+
     params: dict[str, Any] = dict(conninfo_to_dict(connstr))
     existing = params.get("options")
     ours = startup_options(role, pgaudit=pgaudit)
@@ -65,6 +67,8 @@ async def connect(
     pgaudit: bool = True,
 ) -> psycopg.AsyncConnection[Any]:
     """An autocommit connection with the startup options; never prepares statements."""
+    import psycopg  # noqa: PLC0415 - psycopg is heavy: off the start-up path
+
     params = conninfo_params(
         connstr, application_name=application_name, dbname=dbname, role=role, pgaudit=pgaudit
     )
@@ -74,6 +78,8 @@ async def connect(
 def pg_error_text(exc: BaseException) -> str:
     """`db error: ERROR: relation "x" does not exist` for a server error (with DETAIL/HINT
     lines), else the client's own message (`error connecting to server: ...`)."""
+    import psycopg  # noqa: PLC0415 - psycopg is heavy: off the start-up path
+
     if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
         diag = exc.diag
         text = f"db error: {diag.severity or 'ERROR'}: {diag.message_primary}"

@@ -56,7 +56,9 @@ def _unit_variant(value: object) -> object:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", validate_default=False)
+    # Validators are built on first use, not at import: the start-up path to the HTTP
+    # listeners does not pay for models it does not validate yet.
+    model_config = ConfigDict(extra="ignore", validate_default=False, defer_build=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,8 +23,6 @@ from compute_ctl.spec.models import PageserverProtocol
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.types import Lsn, ShardIndex
 from compute_ctl.storage.extract import CorruptArchiveError, TarballSink
-from compute_ctl.storage.grpc import grpc_basebackup
-from compute_ctl.storage.libpq import libpq_basebackup
 from compute_ctl.storage.retry import BASEBACKUP_RETRY, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
@@ -109,6 +107,8 @@ async def _attempt(
     mode = pspec.spec.mode
     try:
         if protocol is PageserverProtocol.GRPC:
+            # Each client is imported when used: grpc is heavy, a libpq start never needs it.
+            from compute_ctl.storage.grpc import grpc_basebackup  # noqa: PLC0415
 
             def connected() -> None:
                 nonlocal connected_at
@@ -127,6 +127,8 @@ async def _attempt(
             )
             connect_micros = (connected_at - started) // 1000
         else:
+            from compute_ctl.storage.libpq import libpq_basebackup  # noqa: PLC0415
+
             result = await libpq_basebackup(
                 url,
                 pspec.tenant_id,

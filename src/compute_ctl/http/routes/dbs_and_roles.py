@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,6 +13,8 @@ from compute_ctl.postgres.connect import connect, pg_error_text
 from compute_ctl.spec.models import Database, Role
 
 if TYPE_CHECKING:
+    import psycopg
+
     from compute_ctl.compute.node import ComputeNode
 
 APPLICATION_NAME = "compute_ctl:get_dbs_and_roles"
@@ -46,6 +47,8 @@ async def get_dbs_and_roles(request: Request) -> Response:
     200: `{"roles": [...], "databases": [...]}` (database order unspecified).
     500: Postgres could not be reached or read.
     """
+    import psycopg  # noqa: PLC0415 - psycopg is heavy: off the start-up path
+
     node: ComputeNode = request.app.state.compute
     try:
         async with await connect(node.params.connstr, APPLICATION_NAME) as conn:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import psycopg
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -39,6 +38,8 @@ async def get_insights(request: Request) -> Response:
     412: the compute is not running.
     500: Postgres could not be reached.
     """
+    import psycopg  # noqa: PLC0415 - psycopg is heavy: off the start-up path
+
     node: ComputeNode = request.app.state.compute
     status = node.state.status
     if status is not ComputeStatus.RUNNING:

@@ -1,0 +1,67 @@
+"""The path from exec to the HTTP listeners stays light, and the listeners answer promptly.
+
+compute_ctl must answer `/status` as soon as possible after it starts: the libraries only some
+requests or the compute start need (psycopg, grpc, PyJWT, the catalog, the storage clients)
+are imported when first used, not by the modules the start-up path loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from compute_ctl.http.app import bind_socket
+
+HEAVY = (
+    "psycopg",
+    "grpc",
+    "jwt",
+    "websockets",
+    "compute_ctl.catalog",
+    "compute_ctl.storage.basebackup",
+    "compute_ctl.storage.safekeepers",
+)
+
+
+def test_start_up_modules_leave_heavy_libraries_unloaded() -> None:
+    code = (
+        "import sys\n"
+        "import compute_ctl.cli, compute_ctl.compute.node\n"
+        "print(' '.join(name for name in sys.argv[1:] if name in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *HEAVY], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == []
+
+
+@pytest.mark.parametrize("host", [None, "127.0.0.1"])
+def test_accepted_connections_do_not_wait_for_delayed_acks(host: str | None) -> None:
+    """asyncio sets TCP_NODELAY on accepted sockets only when the listener says IPPROTO_TCP;
+    without it an answer written in two parts waits 40 ms for the client's delayed ACK."""
+
+    async def accepted_nodelay() -> int:
+        sock = bind_socket(0, host)
+        port = sock.getsockname()[1]
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            del reader
+            conn = writer.get_extra_info("socket")
+            accepted.set_result(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connect, sock=sock)
+        async with server:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                return await asyncio.wait_for(accepted, 5)
+            finally:
+                writer.close()
+                await writer.wait_closed()
+
+    assert asyncio.run(accepted_nodelay()) != 0
