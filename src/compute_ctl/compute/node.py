@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -64,10 +65,21 @@ CatalogApplier = Callable[[ParsedSpec, "ComputeNode", bool], Awaitable[None]]
 
 
 def neon_extension_available(pg_bindir: Path) -> bool:
-    """Whether the Neon Postgres extension is installed next to these binaries (stock
-    PostgreSQL has none; every Neon-only step is skipped then)."""
-    lib = pg_bindir.parent / "lib"
-    return (lib / "neon.so").exists() or (lib / "postgresql" / "neon.so").exists()
+    """Whether the Neon Postgres extension is installed for these binaries (stock PostgreSQL
+    has none; every Neon-only step is skipped then). Asks `pg_config --pkglibdir` next to
+    `postgres`, as the server itself would look there."""
+    try:
+        out = subprocess.run(
+            [str(pg_bindir / "pg_config"), "--pkglibdir"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        libdirs = [Path(out.stdout.strip())]
+    except (OSError, subprocess.SubprocessError):
+        libdirs = [pg_bindir.parent / "lib", pg_bindir.parent / "lib" / "postgresql"]
+    return any((libdir / "neon.so").exists() for libdir in libdirs)
 
 
 class ComputeNode:
@@ -534,7 +546,9 @@ class ComputeNode:
         await self.stop_monitor()
         await self.stop_vm_monitor()
         self.lfc.stop_offload_task()
-        await self.cleanup_after_postgres_exit()
+        if not await self.cleanup_after_postgres_exit():
+            await self.stop_http()
+            return 1  # the shutdown sync failed: exit at once, without lingering
         await self._linger()
         await self.stop_http()
         return exit_code if exit_code is not None else 1
@@ -563,16 +577,41 @@ class ComputeNode:
             task.cancel()
             await asyncio.wait({task})
 
-    async def cleanup_after_postgres_exit(self) -> None:
+    async def cleanup_after_postgres_exit(self) -> bool:
+        """After the postmaster exits: a primary syncs the safekeepers once (its LSN is what
+        /terminate answers), then a pending termination completes. False when the sync
+        failed, which ends the process at once with exit code 1."""
         state = self.state
         pspec = state.pspec
-        if pspec is not None and pspec.spec.mode.is_primary and not self.neon_available:
-            log.info("shutdown sync with the safekeepers skipped: the neon extension is missing")
+        if pspec is not None and pspec.spec.mode.is_primary:
+            if not self.neon_available:
+                log.info(
+                    "shutdown sync with the safekeepers skipped: the neon extension is missing"
+                )
+            else:
+                from compute_ctl.storage.retry import NO_RETRY  # noqa: PLC0415
+                from compute_ctl.storage.safekeepers import sync_safekeepers  # noqa: PLC0415
+
+                started = time.monotonic()
+                try:
+                    lsn = await sync_safekeepers(
+                        Path(self.params.pgbin),
+                        self.pgdata,
+                        pspec.storage_auth_token,
+                        policy=NO_RETRY,
+                    )
+                except Exception as exc:
+                    log.error("shutdown sync with the safekeepers failed: %s", chain_text(exc))
+                    return False
+                state.metrics.sync_safekeepers_ms = int((time.monotonic() - started) * 1000)
+                state.terminate_flush_lsn = lsn
+                log.info("safekeepers synced at %s after Postgres exited", lsn)
         async with state.condition:
             if state.status.is_termination_pending:
                 if state.status is ComputeStatus.TERMINATION_PENDING_FAST:
                     self.delay_exit = True
                 state.set_locked(ComputeStatus.TERMINATED)
+        return True
 
     async def _linger(self) -> None:
         """Keep /status readable a while after a failure or a fast termination."""
