@@ -81,3 +81,19 @@ def test_extensions_and_grants(compute: Compute, make_spec: SpecFactory) -> None
     )
     assert answer.status == 500
     assert answer.json()["error"].startswith("failed to install extension: ")
+
+
+def test_nul_in_request_names_is_refused(compute: Compute, make_spec: SpecFactory) -> None:
+    spec = catalog_spec(make_spec, "alice")
+    compute.start("-S", str(compute.write("spec.json", spec)))
+    compute.wait_status("running")
+    answer = http(
+        "POST",
+        f"{compute.internal_url}/extensions",
+        {"extension": "citext", "database": "app\u0000db", "version": "1.6"},
+    )
+    assert answer.status == 422
+    assert "database" in answer.json()["error"]
+    answer = http("GET", f"{compute.url}/database_schema?database=app%00db")
+    assert answer.status == 400
+    assert "database" in answer.json()["error"]

@@ -28,7 +28,7 @@ from compute_ctl.compute.metrics import PromMetrics
 from compute_ctl.compute.prepare import PrepareOptions, prepare_pgdata, write_postgresql_conf
 from compute_ctl.compute.state import ComputeState, ComputeStatus, utcnow
 from compute_ctl.control_plane import RPC, fetch_config_async
-from compute_ctl.errors import ComputeError, ConfigError, SpecError, chain_text
+from compute_ctl.errors import ComputeError, chain_text
 from compute_ctl.http.app import bind_socket, external_app, internal_app, make_server
 from compute_ctl.http.auth import Authorizer
 from compute_ctl.lfc import Lfc
@@ -427,8 +427,9 @@ class ComputeNode:
         try:
             spec = await self.obtain_spec()
             pspec = resolve(spec) if spec is not None else None
-        except (ComputeError, ConfigError, SpecError) as exc:
-            log.error("could not parse spec: %s", exc.one_line())
+        except Exception as exc:  # whatever the fetch raised, the refresh goes back to pending
+            text = exc.one_line() if isinstance(exc, ComputeError) else repr(exc)
+            log.error("could not parse spec: %s", text)
             await asyncio.sleep(REFRESH_RETRY_DELAY)
             await state.set_status(ComputeStatus.REFRESH_CONFIGURATION_PENDING)
             return

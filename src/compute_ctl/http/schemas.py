@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
 from compute_ctl.compute.state import ComputeStatus
 from compute_ctl.spec.models import ComputeSpec, Database, Role
@@ -17,6 +17,18 @@ from compute_ctl.spec.types import Lsn
 
 
 # Validators are built on first use (see spec/models.py): not on the start-up path.
+def _no_nul(value: str) -> str:
+    # libpq cuts a connection string at a NUL and exec() refuses one: such a name could only
+    # reach the wrong database or fail obscurely.
+    if "\0" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+Name = Annotated[StrictStr, AfterValidator(_no_nul)]
+"""A database, schema, role or extension name taken from a request."""
+
+
 class _Answer(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
@@ -56,7 +68,7 @@ class DbsAndRoles(_Answer):
 class DatabaseSchemaQuery(BaseModel):
     """`GET /database_schema` query string."""
 
-    database: StrictStr
+    database: Name
 
 
 # Answers that are a bare JSON value rather than an object.
@@ -74,9 +86,9 @@ class _Request(BaseModel):
 class ExtensionInstallRequest(_Request):
     """`POST /extensions`: install (or move to) `version` of `extension` in `database`."""
 
-    extension: StrictStr
-    database: StrictStr
-    version: StrictStr
+    extension: Name
+    database: Name
+    version: Name
 
 
 class ExtensionInstallResult(_Answer):
@@ -87,10 +99,10 @@ class ExtensionInstallResult(_Answer):
 class SetRoleGrantsRequest(_Request):
     """`POST /grants`: grant `privileges` on `schema` in `database` to `role`."""
 
-    database: StrictStr
-    schema_: StrictStr = Field(alias="schema")
+    database: Name
+    schema_: Name = Field(alias="schema")
     privileges: list[Privilege]
-    role: StrictStr
+    role: Name
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, serialize_by_alias=True)
 

@@ -162,8 +162,8 @@ async def get_database_schema(request: Request) -> Response:
             stderr=asyncio.subprocess.PIPE,
             env=env,
         )
-    except OSError as exc:
-        log.error("could not run %s: %s", pg_dump, exc.strerror)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the environment
+        log.error("could not run %s: %s", pg_dump, exc)
         return json_error(FAILED, 500)
     assert process.stdout is not None and process.stderr is not None
     first = await _first_chunk(request, process)
