@@ -525,6 +525,11 @@ class ComputeNode:
                 return 0
         await state.set_status(ComputeStatus.INIT)
         self._spawn(self.configurator(), "configurator")
+        mode = pspec.spec.mode
+        if mode.kind == "static" and mode.lsn:
+            from compute_ctl.compute.lease import lease_loop  # noqa: PLC0415 - static only
+
+            self._spawn(lease_loop(state, mode.lsn), "lsn-lease")
         exit_code: int | None = None
         try:
             await self.start_compute(pspec)
