@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit postgres test-tools proto clean
+.PHONY: run test lint typecheck unit postgres test-tools proto bench clean
 
 # The venv and the system packages come from scripts/install.sh, which the Dockerfile runs too.
 $(STAMP): pyproject.toml scripts/install.sh
@@ -44,6 +44,22 @@ test: $(STAMP) postgres test-tools lint typecheck unit
 # Regenerate the gRPC modules from storage/proto/page_service.proto (a test checks they are fresh).
 proto: $(STAMP)
 	$(BIN)/python -m compute_ctl.storage.proto.generate
+
+# Benchmarks P1-P5 against the physical floor, measured in the same runs (several minutes, never
+# part of `make test`), then the table in docs/benchmarks.md from bench/results/*.json.
+# catalog.py exits 1 when its goal is missed: a result the table reports, not a failure here.
+# P1 and P3 run again on tmpfs when /dev/shm has 2 GiB free (a container's 64 MiB is too little).
+bench: $(STAMP) postgres
+	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/status_latency.py
+	-$(BIN)/python bench/catalog.py
+	-if [ "$$(df --output=avail -k /dev/shm 2>/dev/null | tail -n 1)" -gt 2097152 ]; then \
+		TMPDIR=/dev/shm $(BIN)/python bench/startup.py --output startup-tmpfs && \
+		TMPDIR=/dev/shm $(BIN)/python bench/catalog.py --output bench/results/catalog-tmpfs.json; \
+	fi
+	$(BIN)/python bench/basebackup.py
+	$(BIN)/python bench/api_latency.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -22,9 +22,11 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,23 @@ SCRAM = (
     "SCRAM-SHA-256$4096:hBT22QjqpydQWqEulorfXA==$miBogcoj68JWYdsNB5PW1X6PjSLBEcNuctuhtGkb4PY="
     ":hxk2gxkwxGo6P7GCtfpMlhA9zwHvPMsCz+NQf2HfvWk="
 )
+
+
+def filesystem_of(path: str) -> str:
+    """The type of the file system holding `path` (`tmpfs`, `ext4`, …), from /proc/mounts;
+    recorded instead of the path itself."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                mount_point, fs_type = fields[1], fields[2]
+                inside = path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+                if inside and len(mount_point) > len(best):
+                    best, kind = mount_point, fs_type
+    except OSError:
+        pass
+    return kind
 
 
 def progress(message: str) -> None:
@@ -155,6 +174,12 @@ def main() -> int:
                     raise SystemExit("an unchanged spec executed statements")
             reapply[str(concurrency)] = timings
         version = server.bindir.parent.name
+        version_line = subprocess.run(
+            [str(server.bindir / "postgres"), "--version"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     finally:
         progress("stopping the cluster")
         server.stop()
@@ -171,7 +196,9 @@ def main() -> int:
         "databases": args.databases,
         "cluster_settings": settings,
         "postgres_major_version": version,
-        "tmpdir": tempfile.gettempdir(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "postgres_version": version_line,
+        "tmpdir_filesystem": filesystem_of(os.path.realpath(tempfile.gettempdir())),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
