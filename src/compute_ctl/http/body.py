@@ -7,15 +7,16 @@ large) and the message is lower-cased, as upstream does.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.requests import Request
 
 from compute_ctl.errors import SpecError
-from compute_ctl.spec.load import parse_json, validate
+from compute_ctl.spec.load import parse_json, spec_error_from_validation, validate
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -34,7 +35,14 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def read_json_body(request: Request, model: type[M]) -> M:
+def _shape_error(exc: SpecError) -> BodyError:
+    return BodyError(
+        422, f"Failed to deserialize the JSON body into the target type: {exc.one_line()}"
+    )
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON document, with upstream's rejections (415, 413, 400, 422)."""
     if not _is_json(request.headers.get("content-type", "")):
         raise BodyError(415, "Expected request with `Content-Type: application/json`")
     chunks: list[bytes] = []
@@ -44,20 +52,29 @@ async def read_json_body(request: Request, model: type[M]) -> M:
         if size > MAX_BODY_BYTES:
             raise BodyError(413, "Failed to buffer the request body: length limit exceeded")
         chunks.append(chunk)
-    raw = b"".join(chunks)
     try:
-        data = parse_json(raw)
+        return parse_json(b"".join(chunks))
     except SpecError as exc:
         if exc.field.startswith(("line ", "byte ")) or exc.field == "document":
             raise BodyError(
                 400, f"Failed to parse the request body as JSON: {exc.problem} at {exc.field}"
             ) from None
-        raise BodyError(
-            422, f"Failed to deserialize the JSON body into the target type: {exc.one_line()}"
-        ) from None
+        raise _shape_error(exc) from None
+
+
+async def read_json_body(request: Request, model: type[M]) -> M:
+    """The body as `model` (a JSON object)."""
+    data = await read_json(request)
     try:
         return validate(model, data)
     except SpecError as exc:
-        raise BodyError(
-            422, f"Failed to deserialize the JSON body into the target type: {exc.one_line()}"
-        ) from None
+        raise _shape_error(exc) from None
+
+
+async def read_json_as(request: Request, adapter: TypeAdapter[T]) -> T:
+    """The body as any type pydantic knows (e.g. a JSON array of objects)."""
+    data = await read_json(request)
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        raise _shape_error(spec_error_from_validation(exc)) from None

@@ -8,48 +8,16 @@ extractor does.
 
 from __future__ import annotations
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from compute_ctl.errors import SpecError
-from compute_ctl.http.body import MAX_BODY_BYTES, BodyError
+from compute_ctl.http.body import BodyError, read_json_as
 from compute_ctl.http.responses import json_error
 from compute_ctl.http.schemas import ConfigureFailpointsRequest
-from compute_ctl.spec.load import parse_json, spec_error_from_validation
 
 NOT_SUPPORTED = "Cannot manage failpoints because neon was compiled without failpoints support"
 _REQUEST = TypeAdapter(ConfigureFailpointsRequest)
-
-
-async def _read_body(request: Request) -> ConfigureFailpointsRequest:
-    """The body as a list of FailpointConfig, with the project's body rejections."""
-    mime = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if not (
-        mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
-    ):
-        raise BodyError(415, "Expected request with `Content-Type: application/json`")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise BodyError(413, "Failed to buffer the request body: length limit exceeded")
-        chunks.append(chunk)
-    try:
-        data = parse_json(b"".join(chunks))
-    except SpecError as exc:
-        if exc.field.startswith("line "):
-            raise BodyError(
-                400, f"Failed to parse the request body as JSON: {exc.problem} at {exc.field}"
-            ) from None
-        data_error = exc.one_line()
-    else:
-        try:
-            return _REQUEST.validate_python(data)
-        except ValidationError as exc:
-            data_error = spec_error_from_validation(exc).one_line()
-    raise BodyError(422, f"Failed to deserialize the JSON body into the target type: {data_error}")
 
 
 async def post_failpoints(request: Request) -> Response:
@@ -62,7 +30,7 @@ async def post_failpoints(request: Request) -> Response:
     422: the body is not a list of `{"name", "actions"}`.
     """
     try:
-        await _read_body(request)
+        await read_json_as(request, _REQUEST)
     except BodyError as exc:
         return json_error(exc.message, exc.status_code)
     return json_error(NOT_SUPPORTED, 412)
