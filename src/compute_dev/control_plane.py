@@ -23,13 +23,12 @@ import argparse
 import json
 import logging
 import re
-import signal
-import sys
-import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from compute_dev.http_stub import make_server, run_in_foreground
 
 log = logging.getLogger("compute_dev.control_plane")
 
@@ -94,44 +93,17 @@ def make_handler(spec_dir: Path, token: str | None) -> type[BaseHTTPRequestHandl
 
 
 def serve(spec_dir: Path, host: str, port: int, token: str | None) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), make_handler(spec_dir, token))
-    server.daemon_threads = True
-    return server
+    return make_server(host, port, make_handler(spec_dir, token))
 
 
 def run_control_plane(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     spec_dir: Path = args.spec_dir
-    if not spec_dir.is_dir():
-        print(f"compute-dev control-plane: {spec_dir} is not a directory", file=sys.stderr)
-        return 1
-    try:
-        server = serve(spec_dir, args.host, args.port, args.token)
-    except OSError as exc:
-        print(f"compute-dev control-plane: cannot listen: {exc.strerror}", file=sys.stderr)
-        return 1
-    port = server.server_address[1]
-    url = f"http://{args.host}:{port}"
-    print(json.dumps({"control_plane_url": url}), flush=True)
-    log.info("serving specs from %s at %s", spec_dir, url)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        del signum, frame
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    thread = threading.Thread(target=server.serve_forever, name="control-plane", daemon=True)
-    thread.start()
-    stop.wait()
-    server.shutdown()
-    server.server_close()
-    return 0
+    return run_in_foreground(
+        "control-plane",
+        spec_dir,
+        lambda: serve(spec_dir, args.host, args.port, args.token),
+        lambda server: {"control_plane_url": f"http://{args.host}:{server.server_address[1]}"},
+    )
 
 
 def add_control_plane_parser(

@@ -20,17 +20,15 @@ and logs one line per request on stderr (never the token). It runs until SIGTERM
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
-import signal
-import sys
-import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from compute_dev.http_stub import make_server, run_in_foreground
 
 log = logging.getLogger("compute_dev.endpoint_storage")
 
@@ -146,43 +144,17 @@ def make_handler(root: Path, token: str | None) -> type[BaseHTTPRequestHandler]:
 
 def serve(root: Path, host: str, port: int, token: str | None) -> ThreadingHTTPServer:
     """A server ready to `serve_forever` (in the caller's thread of choice)."""
-    server = ThreadingHTTPServer((host, port), make_handler(root, token))
-    server.daemon_threads = True
-    return server
+    return make_server(host, port, make_handler(root, token))
 
 
 def run_endpoint_storage(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     root: Path = args.dir
-    if not root.is_dir():
-        print(f"compute-dev endpoint-storage: {root} is not a directory", file=sys.stderr)
-        return 1
-    try:
-        server = serve(root, args.host, args.port, args.token)
-    except OSError as exc:
-        print(f"compute-dev endpoint-storage: cannot listen: {exc.strerror}", file=sys.stderr)
-        return 1
-    addr = f"{args.host}:{server.server_address[1]}"
-    print(json.dumps({"endpoint_storage_addr": addr}), flush=True)
-    log.info("serving objects from %s at %s", root, addr)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        del signum, frame
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    thread = threading.Thread(target=server.serve_forever, name="endpoint-storage", daemon=True)
-    thread.start()
-    stop.wait()
-    server.shutdown()
-    server.server_close()
-    return 0
+    return run_in_foreground(
+        "endpoint-storage",
+        root,
+        lambda: serve(root, args.host, args.port, args.token),
+        lambda server: {"endpoint_storage_addr": f"{args.host}:{server.server_address[1]}"},
+    )
 
 
 def add_endpoint_storage_parser(

@@ -1,0 +1,63 @@
+"""What the small HTTP stand-ins (control plane, endpoint storage) share: a threaded server,
+and running it in the foreground until SIGTERM or SIGINT after announcing where it listens."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def make_server(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A server ready to `serve_forever` (in the caller's thread of choice)."""
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def run_in_foreground(
+    name: str,
+    directory: Path,
+    build: Callable[[], ThreadingHTTPServer],
+    announce: Callable[[ThreadingHTTPServer], dict[str, Any]],
+) -> int:
+    """`compute-dev <name>`: check `directory`, build the server (`build()`), print one JSON
+    line (`announce(server)`) so a caller can wait for it, and serve until SIGTERM/SIGINT."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not directory.is_dir():
+        print(f"compute-dev {name}: {directory} is not a directory", file=sys.stderr)
+        return 1
+    try:
+        server = build()
+    except OSError as exc:
+        print(f"compute-dev {name}: cannot listen: {exc.strerror}", file=sys.stderr)
+        return 1
+    ready = announce(server)
+    print(json.dumps(ready), flush=True)
+    log.info("%s serving %s: %s", name, directory, ready)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        del signum, frame
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    return 0
