@@ -24,6 +24,8 @@ from typing import Any, TextIO
 import uvicorn
 
 from compute_ctl.cli import Params
+from compute_ctl.compute import tls
+from compute_ctl.compute.extensions_stats import ExtensionStats
 from compute_ctl.compute.metrics import PromMetrics
 from compute_ctl.compute.prepare import PrepareOptions, prepare_pgdata, write_postgresql_conf
 from compute_ctl.compute.state import ComputeState, ComputeStatus, utcnow
@@ -118,6 +120,9 @@ class ComputeNode:
         self._refresh_handled = 0
         self.lfc = Lfc(params.connstr, lambda: self.state.pspec, self.prom)
         self.promotion = Promotion(self)
+        self.ext_stats = ExtensionStats(
+            params.connstr, self.prom, params.installed_extensions_collection_interval
+        )
 
     # ----------------------------------------------------------------------------------------
     # Helpers
@@ -223,6 +228,7 @@ class ComputeNode:
             log.info("swap resizing skipped: not a VM")
         if spec.disk_quota_bytes is not None and self.params.set_disk_quota_for_fs:
             log.info("disk quota skipped: not a VM")
+        await self.start_cert_watcher()
         await prepare_pgdata(pspec, self.prepare_options, state.metrics)
 
         spawn_started = time.monotonic()
@@ -273,6 +279,7 @@ class ComputeNode:
     async def apply_catalog(self, pspec: ParsedSpec, *, starting: bool) -> None:
         """Reconcile roles, databases and extensions with the spec (a test may replace the
         whole step with `catalog=`)."""
+        self.ext_stats.update_interval(pspec.spec.suspend_timeout_seconds)
         if self.catalog is not None:
             await self.catalog(pspec, self, starting)
             return
@@ -316,8 +323,20 @@ class ComputeNode:
         except Exception as exc:
             log.error("ALTER EXTENSION neon UPDATE failed: %s", exc)
 
+    async def start_cert_watcher(self) -> None:
+        """With `compute_ctl_config.tls`: wait (bounded) for the certificate, then watch it."""
+        tls_config = self.ctl_config.tls if self.ctl_config else None
+        if tls_config is None:
+            return
+        cert_path = Path(tls_config.cert_path)
+        digest = await tls.wait_for_cert(cert_path)
+        self._spawn(tls.watch_cert(self.state, cert_path, digest), "tls-cert-watcher")
+
     async def reconfigure(self, pspec: ParsedSpec) -> None:
         """Apply a new spec to a running Postgres: config rewrite, reload, catalog."""
+        tls_config = tls.tls_active(pspec.spec, self.prepare_options.tls)
+        if tls_config is not None:  # a renewed key/certificate, picked up by the reload
+            await tls.install_tls_files(self.pgdata, tls_config)
         write_postgresql_conf(pspec, self.prepare_options)
         await self.reload()
         if pspec.spec.skip_pg_catalog_updates:
@@ -543,6 +562,9 @@ class ComputeNode:
         else:
             self.start_monitor(pspec)
             self.start_vm_monitor(pspec)
+            if pspec.spec.mode.is_primary:
+                self.ext_stats.scan_in_background()
+            self.ext_stats.start_periodic()
         if self.pg is not None:
             if self._terminating.is_set():
                 self.pg.send_signal(signal.SIGINT)
@@ -551,6 +573,7 @@ class ComputeNode:
             log.info("postgres exited with code %s", code)
         await self.stop_monitor()
         await self.stop_vm_monitor()
+        await self.ext_stats.stop()
         self.lfc.stop_offload_task()
         if not await self.cleanup_after_postgres_exit():
             await self.stop_http()

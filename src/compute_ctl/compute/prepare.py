@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compute_ctl.compute.state import ComputeMetrics
+from compute_ctl.compute.tls import install_tls_files, tls_active
 from compute_ctl.errors import ComputeError, StorageError
 from compute_ctl.postgres.conf import (
     PG_HBA_MD5_LINE,
@@ -151,3 +152,6 @@ async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: Compu
     metrics.basebackup_bytes = stats.compressed_bytes
     metrics.basebackup_ms = stats.duration_ms
     await asyncio.to_thread(finish_pgdata, pspec, opts.pgdata)
+    tls = tls_active(pspec.spec, opts.tls)
+    if tls is not None:  # `ssl = on` in postgresql.conf: Postgres needs the files to start
+        await install_tls_files(opts.pgdata, tls)
