@@ -63,8 +63,6 @@ STOP_TIMEOUT = 30.0
 REFRESH_RETRY_DELAY = 5.0
 CATALOG_MODULE = "compute_ctl.catalog"
 
-CatalogApplier = Callable[[ParsedSpec, "ComputeNode", bool], Awaitable[None]]
-
 
 def neon_extension_available(pg_bindir: Path) -> bool:
     """Whether the Neon Postgres extension is installed for these binaries (stock PostgreSQL
@@ -92,7 +90,6 @@ class ComputeNode:
         pspec: ParsedSpec | None,
         ctl_config: ComputeCtlConfig | None,
         authorizer: Authorizer | None = None,
-        catalog: CatalogApplier | None = None,
         log_out: TextIO | None = None,
         prom: PromMetrics | None = None,
     ) -> None:
@@ -103,7 +100,6 @@ class ComputeNode:
         self.prom.set_status(self.state.status)
         self.state.listeners.append(self.prom.set_status)
         self.authorizer = authorizer
-        self.catalog = catalog
         self.log_out = log_out
         self.pg: PostgresProcess | None = None
         self.servers: list[uvicorn.Server] = []
@@ -277,12 +273,8 @@ class ComputeNode:
             log.info("ALTER EXTENSION neon UPDATE skipped: the neon extension is not installed")
 
     async def apply_catalog(self, pspec: ParsedSpec, *, starting: bool) -> None:
-        """Reconcile roles, databases and extensions with the spec (a test may replace the
-        whole step with `catalog=`)."""
+        """Reconcile roles, databases and extensions with the spec."""
         self.ext_stats.update_interval(pspec.spec.suspend_timeout_seconds)
-        if self.catalog is not None:
-            await self.catalog(pspec, self, starting)
-            return
         from compute_ctl.catalog import apply_spec, max_service_connections  # noqa: PLC0415
 
         report = await apply_spec(
