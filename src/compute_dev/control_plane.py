@@ -24,11 +24,16 @@ import json
 import logging
 import re
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from compute_dev.http_stub import make_server, run_in_foreground
+from compute_dev.http_stub import (
+    StubHandler,
+    add_listen_arguments,
+    make_server,
+    run_in_foreground,
+)
 
 log = logging.getLogger("compute_dev.control_plane")
 
@@ -64,9 +69,9 @@ def answer_for(spec_dir: Path, compute_id: str) -> tuple[int, bytes]:
     return HTTPStatus.OK, raw
 
 
-def make_handler(spec_dir: Path, token: str | None) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def make_handler(spec_dir: Path, token: str | None) -> type[StubHandler]:
+    class Handler(StubHandler):
+        content_type = "application/json"
 
         def do_GET(self) -> None:
             match = SPEC_PATH.match(self.path.split("?", 1)[0])
@@ -78,16 +83,6 @@ def make_handler(spec_dir: Path, token: str | None) -> type[BaseHTTPRequestHandl
                 return
             status, body = answer_for(spec_dir, match.group(1))
             self._send(status, body)
-
-        def _send(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.info("%s %s", self.address_string(), format % args)
 
     return Handler
 
@@ -115,8 +110,7 @@ def add_control_plane_parser(
         help="serve compute specs from a directory as the control plane's spec endpoint",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
-    parser.add_argument("--port", type=int, default=0, metavar="N", help="0 picks a free one")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    add_listen_arguments(parser)
     parser.add_argument(
         "--spec-dir", type=Path, required=True, metavar="DIR", help="where {id}.json files live"
     )

@@ -24,11 +24,15 @@ import logging
 import re
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-from compute_dev.http_stub import make_server, run_in_foreground
+from compute_dev.http_stub import (
+    StubHandler,
+    add_listen_arguments,
+    make_server,
+    run_in_foreground,
+)
 
 log = logging.getLogger("compute_dev.endpoint_storage")
 
@@ -65,10 +69,8 @@ def _status_override(target: Path) -> int | None:
         return HTTPStatus.INTERNAL_SERVER_ERROR
 
 
-def make_handler(root: Path, token: str | None) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+def make_handler(root: Path, token: str | None) -> type[StubHandler]:
+    class Handler(StubHandler):
         def _target(self) -> Path | None:
             """The object, after the token check and the faults; None when answered."""
             target = object_file(root, self.path)
@@ -129,16 +131,6 @@ def make_handler(root: Path, token: str | None) -> type[BaseHTTPRequestHandler]:
             elif length:
                 self.close_connection = True
 
-        def _send(self, status: int, body: bytes = b"") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.info("%s %s", self.address_string(), format % args)
-
     return Handler
 
 
@@ -166,8 +158,7 @@ def add_endpoint_storage_parser(
         help="serve LFC state objects from a directory, as endpoint storage",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
-    parser.add_argument("--port", type=int, default=0, metavar="N", help="0 picks a free one")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    add_listen_arguments(parser)
     parser.add_argument(
         "--dir", type=Path, required=True, metavar="DIR", help="where the objects are kept"
     )

@@ -3,6 +3,7 @@ and running it in the foreground until SIGTERM or SIGINT after announcing where 
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import signal
@@ -14,6 +15,28 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+class StubHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1, one body-sending helper, requests logged through `logging`."""
+
+    protocol_version = "HTTP/1.1"
+    content_type = "application/octet-stream"
+
+    def _send(self, status: int, body: bytes = b"") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("%s %s", self.address_string(), format % args)
+
+
+def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=0, metavar="N", help="0 picks a free one")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
 
 
 def make_server(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
