@@ -10,6 +10,8 @@ from typing import Any
 
 from starlette.responses import Response
 
+from compute_ctl.compute.state import ComputeState, ComputeStatus, WrongStateError
+
 log = logging.getLogger(__name__)
 
 
@@ -30,6 +32,17 @@ def json_error(message: str, status_code: int) -> JsonResponse:
     """Upstream's error shape; every error answer is also logged."""
     log.error("%s", message)
     return JsonResponse({"error": message}, status_code=status_code)
+
+
+def wrong_state(status: ComputeStatus) -> JsonResponse:
+    """412 `invalid compute status: <display form>`, upstream's answer for a wrong state."""
+    return json_error(str(WrongStateError(status)), 412)
+
+
+def unless_running(state: ComputeState) -> JsonResponse | None:
+    """The 412 answer of routes that need a running compute, or None when it is running."""
+    status = state.status
+    return None if status is ComputeStatus.RUNNING else wrong_state(status)
 
 
 def _fraction(dt: datetime) -> str:

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
-from compute_ctl.compute.state import ComputeStatus, WrongStateError
+from compute_ctl.compute.state import ComputeStatus
 from compute_ctl.errors import SpecError
 from compute_ctl.http.body import BodyError, read_json_body
-from compute_ctl.http.responses import json_error, json_ok, rust_debug_str
+from compute_ctl.http.responses import json_error, json_ok, rust_debug_str, wrong_state
 from compute_ctl.http.routes.status import status_body
 from compute_ctl.spec.models import ConfigurationRequest
 from compute_ctl.spec.resolve import resolve
@@ -41,7 +41,7 @@ async def post_configure(request: Request) -> Response:
     state = node.state
     async with state.condition:
         if state.status not in (ComputeStatus.EMPTY, ComputeStatus.RUNNING):
-            return json_error(str(WrongStateError(state.status)), 412)
+            return wrong_state(state.status)
         state.pspec = pspec
         state.set_locked(ComputeStatus.CONFIGURATION_PENDING)
         await state.condition.wait_for(

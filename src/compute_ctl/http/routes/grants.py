@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
-from compute_ctl.compute.state import ComputeStatus, WrongStateError
 from compute_ctl.errors import CatalogError
 from compute_ctl.http.body import BodyError, read_json_body
-from compute_ctl.http.responses import json_error, json_ok
+from compute_ctl.http.responses import json_error, json_ok, unless_running
 from compute_ctl.http.schemas import SetRoleGrantsRequest, SetRoleGrantsResponse
 
 if TYPE_CHECKING:
@@ -31,9 +30,8 @@ async def post_grants(request: Request) -> Response:
         body = await read_json_body(request, SetRoleGrantsRequest)
     except BodyError as exc:
         return json_error(exc.message, exc.status_code)
-    status = node.state.status
-    if status is not ComputeStatus.RUNNING:
-        return json_error(str(WrongStateError(status)), 412)
+    if (refusal := unless_running(node.state)) is not None:
+        return refusal
     from compute_ctl.catalog import set_role_grants  # noqa: PLC0415 - off the start-up path
 
     try:

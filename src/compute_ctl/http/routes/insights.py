@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
-from compute_ctl.compute.state import ComputeStatus, WrongStateError
-from compute_ctl.http.responses import json_error, json_ok
+from compute_ctl.http.responses import json_error, json_ok, unless_running
 from compute_ctl.postgres.connect import connect, pg_error_text
 
 if TYPE_CHECKING:
@@ -41,9 +40,8 @@ async def get_insights(request: Request) -> Response:
     import psycopg  # noqa: PLC0415 - psycopg is heavy: off the start-up path
 
     node: ComputeNode = request.app.state.compute
-    status = node.state.status
-    if status is not ComputeStatus.RUNNING:
-        return json_error(str(WrongStateError(status)), 412)
+    if (refusal := unless_running(node.state)) is not None:
+        return refusal
     try:
         conn = await connect(node.params.connstr, APPLICATION_NAME)
     except psycopg.Error as exc:

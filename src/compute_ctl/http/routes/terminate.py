@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from compute_ctl.compute.state import ComputeStatus, WrongStateError
-from compute_ctl.http.responses import json_error, json_ok
+from compute_ctl.compute.state import ComputeStatus
+from compute_ctl.http.responses import json_ok, wrong_state
 
 if TYPE_CHECKING:
     from compute_ctl.compute.node import ComputeNode
@@ -51,7 +51,7 @@ async def post_terminate(request: Request) -> Response:
         if state.status is ComputeStatus.TERMINATED:
             return json_ok({"lsn": _lsn(node)}, 201)
         if state.status not in (ComputeStatus.EMPTY, ComputeStatus.RUNNING):
-            return json_error(str(WrongStateError(state.status)), 412)
+            return wrong_state(state.status)
         state.set_locked(pending)
     node.forward_termination(dev=False)
     await state.wait_for(ComputeStatus.TERMINATED)
