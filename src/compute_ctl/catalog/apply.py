@@ -98,6 +98,28 @@ async def _snapshot(
     )
 
 
+async def _plan(
+    conn: psycopg.AsyncConnection[Any],
+    spec: ComputeSpec,
+    checked: CheckedSpec,
+    *,
+    privileged_role_name: str,
+    phase_set: Collection[Phase],
+    timeline: str | None,
+    lakebase: bool,
+) -> Plan:
+    """Read the catalog once and diff it against the checked spec."""
+    snapshot = await _snapshot(conn, checked, privileged_role_name, timeline)
+    options = PlanOptions(
+        privileged_role=privileged_role_name,
+        admin_role=ADMIN_ROLE,
+        phases=frozenset(phase_set),
+        lakebase=lakebase,
+        timeline_id=timeline,
+    )
+    return build_plan(spec, snapshot, options, checked=checked)
+
+
 async def plan_spec(
     connstr: str,
     spec: ComputeSpec,
@@ -116,15 +138,15 @@ async def plan_spec(
     )
     async with conn:
         await conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        snapshot = await _snapshot(conn, checked, privileged_role_name, timeline)
-    options = PlanOptions(
-        privileged_role=privileged_role_name,
-        admin_role=ADMIN_ROLE,
-        phases=frozenset(phase_set),
-        lakebase=lakebase,
-        timeline_id=timeline,
-    )
-    return build_plan(spec, snapshot, options, checked=checked)
+        return await _plan(
+            conn,
+            spec,
+            checked,
+            privileged_role_name=privileged_role_name,
+            phase_set=phase_set,
+            timeline=timeline,
+            lakebase=lakebase,
+        )
 
 
 async def apply_spec(
@@ -150,15 +172,15 @@ async def apply_spec(
     log.info("Applying config with max %d concurrency", concurrency)
     conn = await connect_maintenance(connstr, application_name=APPLY_APPLICATION_NAME)
     async with conn:
-        snapshot = await _snapshot(conn, checked, privileged_role_name, timeline)
-        options = PlanOptions(
-            privileged_role=privileged_role_name,
-            admin_role=ADMIN_ROLE,
-            phases=frozenset(phase_set),
+        plan = await _plan(
+            conn,
+            spec,
+            checked,
+            privileged_role_name=privileged_role_name,
+            phase_set=phase_set,
+            timeline=timeline,
             lakebase=lakebase,
-            timeline_id=timeline,
         )
-        plan = build_plan(spec, snapshot, options, checked=checked)
         for note in plan.notes:
             log.info("%s", note)
 
