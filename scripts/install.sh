@@ -4,8 +4,8 @@
 #
 #   scripts/install.sh postgres         Debian's PostgreSQL server, only when none is found
 #   scripts/install.sh test-tools       what the tests use besides Python, each only when
-#                                       missing: systemd-analyze, unshare/nsenter/setpriv and
-#                                       the shell script linter
+#                                       missing: systemd-analyze, unshare/nsenter/setpriv,
+#                                       the shell script linter, pgbouncer, gdb and rsyslog
 #   scripts/install.sh venv DIR [--dev] a virtual environment at DIR with compute_ctl installed;
 #                                       --dev: editable, with the development extras
 #   scripts/install.sh system           a machine that runs computes (the container image, a
@@ -78,6 +78,11 @@ step_test_tools() {
 		missing+=(util-linux)
 	fi
 	command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+	# Debian installs it in /usr/sbin, which an unprivileged user's PATH may lack.
+	command -v pgbouncer >/dev/null 2>&1 || [[ -x /usr/sbin/pgbouncer ]] || missing+=(pgbouncer)
+	# gdb reads the core a crashed postmaster leaves; rsyslogd -N1 checks the configs we write.
+	command -v gdb >/dev/null 2>&1 || missing+=(gdb)
+	command -v rsyslogd >/dev/null 2>&1 || [[ -x /usr/sbin/rsyslogd ]] || missing+=(rsyslog)
 	if ((${#missing[@]} == 0)); then
 		say "test tools: found"
 		return

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+from compute_ctl.compute.core_dumps import raise_core_limit
 from compute_ctl.control_plane import RPC, fetch_config
 from compute_ctl.errors import ComputeError, SpecError
 from compute_ctl.http.auth import AllowAll, Authorizer
@@ -293,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     _setup_logging()
+    raise_core_limit()  # Postgres and every other child may dump core
     from compute_ctl.compute.metrics import PromMetrics  # noqa: PLC0415 - keep --help fast
 
     prom = PromMetrics()

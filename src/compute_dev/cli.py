@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from compute_dev.control_plane import add_control_plane_parser
 from compute_dev.endpoint_storage import add_endpoint_storage_parser
+from compute_dev.extension_gateway import add_extension_gateway_parser
 from compute_dev.spec_cmd import add_spec_parser
 from compute_dev.storage_cmd import add_storage_parser
 from compute_dev.timelines import add_timeline_parser
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_up_parser(sub)
     add_control_plane_parser(sub)
     add_endpoint_storage_parser(sub)
+    add_extension_gateway_parser(sub)
     return parser
 
 

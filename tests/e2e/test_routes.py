@@ -20,6 +20,7 @@ from starlette.routing import Route
 from compute_ctl.compute.node import ComputeNode
 from compute_ctl.compute.state import ComputeMetrics
 from compute_ctl.http.app import external_app, internal_app
+from compute_ctl.http.openapi import openapi_path
 from compute_ctl.http.schemas import ComputeStatusResponse, DbsAndRoles, GenericError
 from tests.e2e.conftest import SpecFactory
 from tests.e2e.harness import Compute, SigningKey, ctl_config, http, wait_until
@@ -163,7 +164,7 @@ def app_operations(routes: list[Any]) -> set[tuple[str, str]]:
         assert isinstance(route, Route)
         for method in route.methods or ():
             if method != "HEAD":
-                operations.add((route.path, method.lower()))
+                operations.add((openapi_path(route.path), method.lower()))
     return operations
 
 
@@ -207,7 +208,7 @@ def test_served_openapi_matches_the_routes(compute: Compute, signing_key: Signin
             for method in route.methods or ():
                 if method == "HEAD":
                     continue
-                operation = document["paths"][route.path][method.lower()]
+                operation = document["paths"][openapi_path(route.path)][method.lower()]
                 statuses = set(operation["responses"])
                 # The handler's docstring names every status it answers; the document has
                 # those plus the JWT refusals of a guarded route.

@@ -52,6 +52,9 @@ class PromMetrics:
             ["migration_id"],
             registry=r,
         )
+        self.audit_log_dir_size = Gauge(
+            "compute_audit_log_dir_size", "Size of audit log directory in bytes", registry=r
+        )
         self.pg_current_downtime_ms = Gauge(
             "compute_pg_current_downtime_ms",
             "Non-cumulative duration of Postgres downtime in ms; resets after successful check",

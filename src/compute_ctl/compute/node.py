@@ -23,8 +23,10 @@ from typing import Any, TextIO
 
 import uvicorn
 
+from compute_ctl import rsyslog
 from compute_ctl.cli import Params
 from compute_ctl.compute import tls
+from compute_ctl.compute.core_dumps import check_for_core_dumps, core_dump_dir
 from compute_ctl.compute.extensions_stats import ExtensionStats
 from compute_ctl.compute.metrics import PromMetrics
 from compute_ctl.compute.prepare import PrepareOptions, prepare_pgdata, write_postgresql_conf
@@ -50,8 +52,10 @@ from compute_ctl.postgres.process import (
     wait_until_ready,
 )
 from compute_ctl.promote import Promotion
+from compute_ctl.remote_ext.manager import RemoteExtensions
+from compute_ctl.sidecars import SidecarLocations, Sidecars
 from compute_ctl.spec.load import load_compute_config, load_compute_spec
-from compute_ctl.spec.models import ComputeCtlConfig, ComputeFeature, ComputeSpec
+from compute_ctl.spec.models import ComputeCtlConfig, ComputeFeature, ComputeSpec, TlsConfig
 from compute_ctl.spec.resolve import ParsedSpec, resolve
 
 log = logging.getLogger(__name__)
@@ -105,6 +109,7 @@ class ComputeNode:
         self.servers: list[uvicorn.Server] = []
         self.delay_exit = False
         self.neon_available = neon_extension_available(params.pg_bindir)
+        self.sidecars = Sidecars(SidecarLocations.from_environ(os.environ))
         self._tasks: set[asyncio.Task[None]] = set()
         self._terminating = asyncio.Event()
         self._main_task: asyncio.Task[int] | None = None
@@ -118,6 +123,9 @@ class ComputeNode:
         self.promotion = Promotion(self)
         self.ext_stats = ExtensionStats(
             params.connstr, self.prom, params.installed_extensions_collection_interval
+        )
+        self.remote_ext = RemoteExtensions(
+            params.pg_bindir, params.remote_ext_base_url, self.prom, self.prom.build_tag
         )
 
     # ----------------------------------------------------------------------------------------
@@ -143,6 +151,10 @@ class ComputeNode:
         task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _sidecar_tls(self, spec: ComputeSpec) -> TlsConfig | None:
+        """The TLS files pgbouncer and local_proxy are given (with `tls_experimental`)."""
+        return tls.tls_active(spec, self.ctl_config.tls if self.ctl_config else None)
 
     async def reload(self) -> None:
         await pg_ctl_reload(self.params.pg_bindir / "pg_ctl", self.pgdata)
@@ -188,10 +200,10 @@ class ComputeNode:
     # Termination
 
     def forward_termination(self, *, dev: bool) -> None:
-        """Ask Postgres for a fast shutdown (SIGINT). `dev` skips VM-only helpers (pgbouncer,
-        local_proxy), which a stock installation does not run anyway."""
-        del dev
+        """SIGKILL pgbouncer and SIGTERM local_proxy (unless `dev`), then ask Postgres for a
+        fast shutdown (SIGINT)."""
         self._terminating.set()
+        self.sidecars.stop(dev=dev)
         if self.pg is not None:
             self.pg.send_signal(signal.SIGINT)
 
@@ -225,7 +237,19 @@ class ComputeNode:
         if spec.disk_quota_bytes is not None and self.params.set_disk_quota_for_fs:
             log.info("disk quota skipped: not a VM")
         await self.start_cert_watcher()
-        await prepare_pgdata(pspec, self.prepare_options, state.metrics)
+        self.sidecars.configure_in_background(spec, self._sidecar_tls(spec), self._spawn)
+        audit_gc = await rsyslog.configure_at_start(spec, self.pgdata, self.prom.audit_log_dir_size)
+        if audit_gc is not None:
+            self._spawn(audit_gc, "audit-log-gc")
+        # Like upstream's start-up pre-tasks, the preload-library downloads run beside the
+        # basebackup; the first failure stops the other and fails the start.
+        try:
+            async with asyncio.TaskGroup() as pre_tasks:
+                pre_tasks.create_task(self.remote_ext.prepare_for_start(spec, state.metrics))
+                pre_tasks.create_task(prepare_pgdata(pspec, self.prepare_options, state.metrics))
+        except ExceptionGroup as failed:
+            first = failed.exceptions[0]
+            raise first from first.__cause__  # its own cause chain, not the group
 
         spawn_started = time.monotonic()
         env = postgres_env(os.environ, pspec.storage_auth_token)
@@ -262,6 +286,7 @@ class ComputeNode:
             await self.reload()
             try:
                 await self.apply_catalog(pspec, starting=True)
+                await self.sidecars.configure_local_proxy(pspec.spec, self._sidecar_tls(pspec.spec))
             finally:
                 override.write_text("")
             line_in_file_path(self.pgdata / "postgresql.conf", SUBSCRIBERS_ENABLED_LINE)
@@ -326,9 +351,13 @@ class ComputeNode:
 
     async def reconfigure(self, pspec: ParsedSpec) -> None:
         """Apply a new spec to a running Postgres: config rewrite, reload, catalog."""
+        self.sidecars.configure_in_background(
+            pspec.spec, self._sidecar_tls(pspec.spec), self._spawn
+        )
         tls_config = tls.tls_active(pspec.spec, self.prepare_options.tls)
         if tls_config is not None:  # a renewed key/certificate, picked up by the reload
             await tls.install_tls_files(self.pgdata, tls_config)
+        await rsyslog.reconfigure(pspec.spec)
         write_postgresql_conf(pspec, self.prepare_options)
         await self.reload()
         if pspec.spec.skip_pg_catalog_updates:
@@ -632,6 +661,8 @@ class ComputeNode:
                 if state.status is ComputeStatus.TERMINATION_PENDING_FAST:
                     self.delay_exit = True
                 state.set_locked(ComputeStatus.TERMINATED)
+        core_dir = core_dump_dir(self.pgdata, lakebase=self.params.lakebase_mode)
+        await check_for_core_dumps(core_dir, self.params.pgbin)
         return True
 
     async def _linger(self) -> None:

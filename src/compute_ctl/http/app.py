@@ -28,6 +28,7 @@ from compute_ctl.http.routes.check_writability import post_check_writability
 from compute_ctl.http.routes.configure import post_configure
 from compute_ctl.http.routes.database_schema import get_database_schema
 from compute_ctl.http.routes.dbs_and_roles import get_dbs_and_roles
+from compute_ctl.http.routes.extension_server import post_extension_server
 from compute_ctl.http.routes.extensions import post_extensions
 from compute_ctl.http.routes.failpoints import post_failpoints
 from compute_ctl.http.routes.grants import post_grants
@@ -52,6 +53,7 @@ from compute_ctl.http.schemas import (
     DbsAndRoles,
     ExtensionInstallRequest,
     ExtensionInstallResult,
+    ExtensionServerQuery,
     InsightsText,
     LfcOffloadState,
     LfcPrewarmQuery,
@@ -260,6 +262,20 @@ EXTERNAL_ROUTES: tuple[ApiRoute, ...] = (
 )
 
 INTERNAL_ROUTES: tuple[ApiRoute, ...] = (
+    ApiRoute(
+        "POST",
+        "/extension_server/{filename:path}",
+        post_extension_server,
+        (
+            Reply(200, "installed, now or before (empty body)", None, None),
+            error(400, "`is_library` is not `true` or `false`"),
+            error(404, "no such extension or library (no file name: empty body)"),
+            error(409, "the spec has no `remote_extensions`"),
+            error(412, "no `--remote-ext-base-url`, or no spec yet"),
+            error(500, "the download or the installation failed"),
+        ),
+        query=ExtensionServerQuery,
+    ),
     ApiRoute(
         "POST",
         "/extensions",

@@ -7,6 +7,7 @@ the bearer-JWT security requirement, the others an empty one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,21 @@ from compute_ctl.http.api import ApiRoute, Reply, with_auth_errors
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{model}"
 SECURITY_SCHEME = "JWT"
+# Starlette's `{name:converter}` path parameters; OpenAPI writes them `{name}`.
+_PATH_PARAMETER = re.compile(r"\{(\w+)(?::\w+)?\}")
+
+
+def openapi_path(path: str) -> str:
+    """A route path as OpenAPI writes it: `/extension_server/{filename:path}` →
+    `/extension_server/{filename}`."""
+    return _PATH_PARAMETER.sub(r"{\1}", path)
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PATH_PARAMETER.findall(path)
+    ]
 
 
 class _Schemas:
@@ -74,7 +90,7 @@ def _operation(route: ApiRoute, schemas: _Schemas) -> dict[str, Any]:
             str(reply.status): _response(reply, schemas) for reply in with_auth_errors(route)
         },
     }
-    parameters = _query_parameters(route.query)
+    parameters = _path_parameters(route.path) + _query_parameters(route.query)
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:
@@ -89,7 +105,9 @@ def openapi_document(routes: Sequence[ApiRoute], title: str) -> dict[str, Any]:
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
+        paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = _operation(
+            route, schemas
+        )
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "version": __version__},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from compute_ctl.compute.state import ComputeStatus
 from compute_ctl.spec.models import ComputeSpec, Database, Role
@@ -217,6 +217,13 @@ class LfcPrewarmQuery(BaseModel):
     """`POST /lfc/prewarm` query string: prewarm from another endpoint's stored state."""
 
     from_endpoint: StrictStr | None = None
+
+
+class ExtensionServerQuery(BaseModel):
+    """`POST /extension_server/{filename}` query string: whether `filename` names a library
+    (`foo.so`, mapped through `library_index`) rather than an extension."""
+
+    is_library: StrictBool = False
 
 
 class PromoteCompleted(_Tagged):
