@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from compute_ctl.cli import parse_params
-from compute_ctl.compute import node as node_module
+from compute_ctl.compute import configurator as configurator_module
 from compute_ctl.compute.node import ComputeNode
 from compute_ctl.compute.state import ComputeStatus
 from compute_ctl.errors import ComputeError
@@ -54,7 +54,7 @@ class Harness:
         async def exit_now(code: int) -> None:
             self.exit_codes.append(code)
 
-        self.node.obtain_spec = obtain  # type: ignore[method-assign]
+        self.node.configurator.obtain_spec = obtain  # type: ignore[method-assign]
         self.node.reconfigure = reconfigure  # type: ignore[method-assign]
         self.node.exit_now = exit_now  # type: ignore[method-assign]
 
@@ -65,7 +65,7 @@ class Harness:
 
 @pytest.fixture(autouse=True)
 def no_refresh_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(node_module, "REFRESH_RETRY_DELAY", 0.0)
+    monkeypatch.setattr(configurator_module, "REFRESH_RETRY_DELAY", 0.0)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ def test_refresh_request_accepted(
     tmp_path: Path, status: ComputeStatus, outcome: ComputeStatus
 ) -> None:
     h = Harness(tmp_path, status)
-    asyncio.run(h.node.signal_refresh_configuration())
+    asyncio.run(h.node.configurator.signal_refresh())
     assert h.node.state.status is outcome
 
 
@@ -92,7 +92,7 @@ def test_refresh_request_accepted(
 def test_refresh_request_refused(tmp_path: Path, status: ComputeStatus) -> None:
     h = Harness(tmp_path, status)
     with pytest.raises(ComputeError) as caught:
-        asyncio.run(h.node.signal_refresh_configuration())
+        asyncio.run(h.node.configurator.signal_refresh())
     assert str(caught.value) == f"Cannot refresh compute configuration in state {status.variant}"
     assert h.node.state.status is status
 
@@ -102,7 +102,7 @@ def refresh_once(h: Harness) -> list[ComputeStatus]:
     seen: list[ComputeStatus] = []
     h.node.state.listeners.append(seen.append)
     h.node.state.status = S.REFRESH_CONFIGURATION
-    asyncio.run(h.node.refresh_configuration())
+    asyncio.run(h.node.configurator.refresh())
     return seen
 
 
@@ -194,14 +194,14 @@ def test_configurator_takes_up_a_refresh_and_waits_after_a_failed_one(tmp_path: 
 
     async def scenario() -> None:
         state = h.node.state
-        task = asyncio.ensure_future(h.node.configurator())
+        task = asyncio.ensure_future(h.node.configurator.run())
         await asyncio.sleep(0)
-        await h.node.signal_refresh_configuration()
+        await h.node.configurator.signal_refresh()
         await state.wait_for(S.REFRESH_CONFIGURATION_PENDING, S.RUNNING)
         for _ in range(20):  # the failed refresh is not retried by itself
             await asyncio.sleep(0)
         assert (state.status, len(attempts)) == (S.REFRESH_CONFIGURATION_PENDING, 1)
-        await h.node.signal_refresh_configuration()
+        await h.node.configurator.signal_refresh()
         await state.wait_for(S.RUNNING)
         assert len(attempts) == 2
         task.cancel()
@@ -217,9 +217,9 @@ def test_config_file_is_read_again(tmp_path: Path) -> None:
     node = ComputeNode(params, pspec=None, ctl_config=None)
     keys: dict[str, Any] = {"jwks": {"keys": []}}
     config.write_text(json.dumps({"spec": storage_spec(), "compute_ctl_config": keys}))
-    assert asyncio.run(node.obtain_spec()) == spec()
+    assert asyncio.run(node.configurator.obtain_spec()) == spec()
     config.write_text(json.dumps({"spec": None, "compute_ctl_config": keys}))
-    assert asyncio.run(node.obtain_spec()) is None
+    assert asyncio.run(node.configurator.obtain_spec()) is None
     config.unlink()
     with pytest.raises(ComputeError, match="could not read"):
-        asyncio.run(node.obtain_spec())
+        asyncio.run(node.configurator.obtain_spec())

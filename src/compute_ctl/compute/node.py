@@ -26,12 +26,12 @@ import uvicorn
 from compute_ctl import rsyslog
 from compute_ctl.cli import Params
 from compute_ctl.compute import tls
+from compute_ctl.compute.configurator import Configurator
 from compute_ctl.compute.core_dumps import check_for_core_dumps, core_dump_dir
 from compute_ctl.compute.extensions_stats import ExtensionStats
 from compute_ctl.compute.metrics import PromMetrics
 from compute_ctl.compute.prepare import PrepareOptions, prepare_pgdata, write_postgresql_conf
 from compute_ctl.compute.state import ComputeState, ComputeStatus, utcnow
-from compute_ctl.control_plane import RPC, fetch_config_async
 from compute_ctl.errors import ComputeError, chain_text
 from compute_ctl.http.app import bind_socket, external_app, internal_app, make_server
 from compute_ctl.http.auth import Authorizer
@@ -54,9 +54,8 @@ from compute_ctl.postgres.process import (
 from compute_ctl.promote import Promotion
 from compute_ctl.remote_ext.manager import RemoteExtensions
 from compute_ctl.sidecars import SidecarLocations, Sidecars
-from compute_ctl.spec.load import load_compute_config, load_compute_spec
 from compute_ctl.spec.models import ComputeCtlConfig, ComputeFeature, ComputeSpec, TlsConfig
-from compute_ctl.spec.resolve import ParsedSpec, resolve
+from compute_ctl.spec.resolve import ParsedSpec
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,6 @@ FAILED_EXIT_DELAY = 30.0
 DEV_EXIT_DELAY = 1.0
 NORMAL_EXIT_DELAY = 0.3
 STOP_TIMEOUT = 30.0
-REFRESH_RETRY_DELAY = 5.0
 CATALOG_MODULE = "compute_ctl.catalog"
 
 
@@ -116,11 +114,9 @@ class ComputeNode:
         self._exiting: asyncio.Task[Any] | None = None
         self._vm_monitor: asyncio.Task[None] | None = None
         self._monitor_task: asyncio.Task[None] | None = None
-        # /refresh_configuration calls, and how many of them the configurator has taken up.
-        self.refresh_requests = 0
-        self._refresh_handled = 0
         self.lfc = Lfc(params.connstr, lambda: self.state.pspec, self.prom)
         self.promotion = Promotion(self)
+        self.configurator = Configurator(self)
         self.ext_stats = ExtensionStats(
             params.connstr, self.prom, params.installed_extensions_collection_interval
         )
@@ -372,127 +368,6 @@ class ComputeNode:
             override.write_text("")
             await self.reload()
 
-    def _configurator_has_work(self) -> bool:
-        status = self.state.status
-        return status is ComputeStatus.CONFIGURATION_PENDING or (
-            status is ComputeStatus.REFRESH_CONFIGURATION_PENDING
-            and self.refresh_requests > self._refresh_handled
-        )
-
-    async def configurator(self) -> None:
-        """Apply specs delivered to a running compute and refresh requests (§6.2).
-
-        Unless work is already waiting, it waits for the next status change and then looks at
-        the status: a pending configuration or refresh is taken up; `failed`, termination or
-        anything else after a wake-up ends the task or is ignored. A refresh that failed leaves
-        `refresh_configuration_pending`, retried on the next /refresh_configuration.
-        """
-        state = self.state
-        while True:
-            async with state.condition:
-                if not self._configurator_has_work():
-                    await state.condition.wait()
-                status = state.status
-                if status is ComputeStatus.CONFIGURATION_PENDING:
-                    state.set_locked(ComputeStatus.CONFIGURATION)
-                elif status is ComputeStatus.REFRESH_CONFIGURATION_PENDING:
-                    self._refresh_handled = self.refresh_requests
-                    state.set_locked(ComputeStatus.REFRESH_CONFIGURATION)
-                elif status is ComputeStatus.FAILED or status.is_termination_pending:
-                    return
-                else:
-                    continue
-                pspec = state.pspec
-            if status is ComputeStatus.REFRESH_CONFIGURATION_PENDING:
-                await self.refresh_configuration()
-                continue
-            assert pspec is not None
-            try:
-                await self.reconfigure(pspec)
-            except Exception as exc:
-                log.error("could not apply the new spec: %s", chain_text(exc))
-                await state.set_status(ComputeStatus.FAILED)
-                continue
-            await state.set_status(ComputeStatus.RUNNING)
-
-    # ----------------------------------------------------------------------------------------
-    # Refresh (POST /refresh_configuration)
-
-    async def signal_refresh_configuration(self) -> None:
-        """Ask the configurator to pull the config again. A no-op while starting; refused
-        (ComputeError) unless running, failed or already pending."""
-        state = self.state
-        async with state.condition:
-            status = state.status
-            if status is ComputeStatus.INIT:
-                return
-            if status not in (
-                ComputeStatus.RUNNING,
-                ComputeStatus.FAILED,
-                ComputeStatus.REFRESH_CONFIGURATION_PENDING,
-            ):
-                raise ComputeError(
-                    f"Cannot refresh compute configuration in state {status.variant}"
-                )
-            self.refresh_requests += 1
-            state.set_locked(ComputeStatus.REFRESH_CONFIGURATION_PENDING)
-
-    def count_cplane_request(self, http_status: str) -> None:
-        self.prom.cplane_requests.labels(rpc=RPC, http_status=http_status).inc()
-
-    async def obtain_spec(self) -> ComputeSpec | None:
-        """The spec as its source says now: the re-read file or the control plane."""
-        params = self.params
-        if params.control_plane_uri is not None and params.compute_id is not None:
-            reply = await fetch_config_async(
-                params.control_plane_uri, params.compute_id, on_attempt=self.count_cplane_request
-            )
-            return reply.spec
-        for path, loader in (
-            (params.config_path, lambda data: load_compute_config(data).spec),
-            (params.spec_path, load_compute_spec),
-        ):
-            if path is not None:
-                try:
-                    data = await asyncio.to_thread(path.read_bytes)
-                except OSError as exc:
-                    raise ComputeError(f"could not read {path}: {exc.strerror}") from None
-                spec: ComputeSpec | None = loader(data)
-                return spec
-        raise ComputeError("neither --config nor --control-plane-uri is given")
-
-    async def refresh_configuration(self) -> None:
-        """One refresh (status `refresh_configuration`): fetch, compare, apply."""
-        state = self.state
-        try:
-            spec = await self.obtain_spec()
-            pspec = resolve(spec) if spec is not None else None
-        except Exception as exc:  # whatever the fetch raised, the refresh goes back to pending
-            text = exc.one_line() if isinstance(exc, ComputeError) else repr(exc)
-            log.error("could not parse spec: %s", text)
-            await asyncio.sleep(REFRESH_RETRY_DELAY)
-            await state.set_status(ComputeStatus.REFRESH_CONFIGURATION_PENDING)
-            return
-        if pspec is None:
-            log.error("the refreshed compute config has no spec (compute is empty): exiting")
-            await self.exit_now(1)
-            return
-        current = state.pspec
-        if current is not None and pspec.pageserver_conninfo == current.pageserver_conninfo:
-            log.info("refresh: the pageserver connection info is unchanged, nothing to apply")
-            await state.set_status(ComputeStatus.RUNNING)
-            await asyncio.sleep(REFRESH_RETRY_DELAY)
-            return
-        state.pspec = pspec
-        try:
-            await self.reconfigure(pspec)
-        except Exception as exc:
-            log.error("could not apply the refreshed spec: %s", chain_text(exc))
-            await state.set_status(ComputeStatus.REFRESH_CONFIGURATION_PENDING)
-            return
-        log.info("refresh: the new spec is applied")
-        await state.set_status(ComputeStatus.RUNNING)
-
     # ----------------------------------------------------------------------------------------
     # Activity monitor
 
@@ -564,7 +439,7 @@ class ComputeNode:
                 await self.stop_http()
                 return 0
         await state.set_status(ComputeStatus.INIT)
-        self._spawn(self.configurator(), "configurator")
+        self._spawn(self.configurator.run(), "configurator")
         mode = pspec.spec.mode
         if mode.kind == "static" and mode.lsn:
             from compute_ctl.compute.lease import lease_loop  # noqa: PLC0415 - static only

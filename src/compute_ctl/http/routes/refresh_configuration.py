@@ -26,7 +26,7 @@ async def post_refresh_configuration(request: Request) -> Response:
     node: ComputeNode = request.app.state.compute
     node.prom.pagestream_request_errors.inc()
     try:
-        await node.signal_refresh_configuration()
+        await node.configurator.signal_refresh()
     except ComputeError as exc:
         return json_error(str(exc), 500)
     return Response(b"", status_code=200)
