@@ -27,15 +27,6 @@ import os
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    PublicFormat,
-    load_pem_private_key,
-)
-from cryptography.x509.oid import SignatureAlgorithmOID
-
 from compute_ctl.compute.state import ComputeState, ComputeStatus
 from compute_ctl.errors import ComputeError
 from compute_ctl.postgres.conf import SERVER_CERT_FILE, SERVER_KEY_FILE
@@ -110,6 +101,16 @@ def verify_key_cert(key_pem: bytes, cert_pem: bytes) -> None:
     """Raise TlsError unless the key is a SEC1 P-256 PEM whose public half is the public key
     of the first certificate in `cert_pem`, and that certificate is signed ecdsa-with-SHA256
     (upstream accepts nothing else)."""
+    # cryptography costs about 17 ms to import; only a compute with TLS needs it, and only here.
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
+        Encoding,
+        PublicFormat,
+        load_pem_private_key,
+    )
+    from cryptography.x509.oid import SignatureAlgorithmOID  # noqa: PLC0415
+
     try:
         certs = x509.load_pem_x509_certificates(cert_pem)
     except ValueError as exc:
