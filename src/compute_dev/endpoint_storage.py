@@ -32,6 +32,7 @@ from compute_dev.http_stub import (
     add_listen_arguments,
     make_server,
     run_in_foreground,
+    status_override,
 )
 
 log = logging.getLogger("compute_dev.endpoint_storage")
@@ -59,16 +60,6 @@ def _hold(target: Path) -> None:
         time.sleep(HOLD_POLL)
 
 
-def _status_override(target: Path) -> int | None:
-    """The status `<object>.status` asks for, if there is one."""
-    try:
-        return int(target.with_name(target.name + ".status").read_text().strip())
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        return HTTPStatus.INTERNAL_SERVER_ERROR
-
-
 def make_handler(root: Path, token: str | None) -> type[StubHandler]:
     class Handler(StubHandler):
         def _target(self) -> Path | None:
@@ -83,7 +74,7 @@ def make_handler(root: Path, token: str | None) -> type[StubHandler]:
                 self._send(HTTPStatus.UNAUTHORIZED)
                 return None
             _hold(target)
-            status = _status_override(target)
+            status = status_override(target)
             if status is not None:
                 self._discard_body()
                 self._send(status)

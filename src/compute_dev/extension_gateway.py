@@ -21,7 +21,13 @@ from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from compute_dev.http_stub import StubHandler, add_listen_arguments, make_server, run_in_foreground
+from compute_dev.http_stub import (
+    StubHandler,
+    add_listen_arguments,
+    make_server,
+    run_in_foreground,
+    status_override,
+)
 
 log = logging.getLogger("compute_dev.extension_gateway")
 
@@ -41,15 +47,6 @@ def archive_file(root: Path, path: str) -> Path | None:
     return root.joinpath(*match.group(1, 2, 3), "extensions", match.group(4))
 
 
-def _status_override(target: Path) -> int | None:
-    try:
-        return int(target.with_name(target.name + ".status").read_text().strip())
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        return HTTPStatus.INTERNAL_SERVER_ERROR
-
-
 def make_handler(root: Path, on_request: RequestHook | None) -> type[StubHandler]:
     class Handler(StubHandler):
         def do_GET(self) -> None:
@@ -59,7 +56,7 @@ def make_handler(root: Path, on_request: RequestHook | None) -> type[StubHandler
             if target is None:
                 self._send(HTTPStatus.NOT_FOUND)
                 return
-            status = _status_override(target)
+            status = status_override(target)
             if status is not None:
                 self._send(status)
                 return

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,17 @@ class StubHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)
+
+
+def status_override(target: Path) -> int | None:
+    """The status a `<file>.status` beside a served file asks for (a fault injected by a test),
+    if there is one; 500 when that file does not hold a number."""
+    try:
+        return int(target.with_name(target.name + ".status").read_text().strip())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return HTTPStatus.INTERNAL_SERVER_ERROR
 
 
 def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
