@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import ipaddress
 import logging
 import os
 import re
@@ -35,6 +34,7 @@ from typing import Any
 from prometheus_client import Gauge
 
 from compute_ctl.errors import ComputeError
+from compute_ctl.spec import hostport
 from compute_ctl.spec.models import ComputeAudit, ComputeSpec
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,6 @@ GC_MAX_AGE = 15 * 60.0  # pgaudit rotates every 5 minutes; rsyslog gets three ro
 GC_PATTERN = "audit*.log"
 
 _COMPLIANCE_LEVELS = frozenset({ComputeAudit.HIPAA, ComputeAudit.EXTENDED, ComputeAudit.FULL})
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
-_PORT = re.compile(r"[0-9]{1,5}\Z")
 _ID = re.compile(r"[A-Za-z0-9._-]*\Z")
 _UNSAFE_PATH = re.compile(r'["\\\x00-\x1f\x7f*?\[\]]')
 
@@ -93,48 +91,12 @@ class RsyslogSetup:
 
 
 def parse_host_port(text: str, field: str) -> tuple[str, int]:
-    """`host:port` → (host, port). The host is a DNS name (letters, digits, hyphens, dots;
-    lower-cased), an IPv4 address or a bracketed IPv6 address (returned without brackets);
-    the port 1–65535. Anything else is refused naming `field`, without echoing the value."""
-    expected = "expected host:port"
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0:
-            raise RsyslogError(f"{field}: {expected}: unclosed '[' around an IPv6 address")
-        host, rest = text[1:close], text[close + 1 :]
-        try:
-            host = str(ipaddress.IPv6Address(host))
-        except ValueError:
-            raise RsyslogError(f"{field}: {expected}: not a valid IPv6 address in []") from None
-        if not rest.startswith(":"):
-            raise RsyslogError(f"{field}: {expected}: the port is missing")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.partition(":")
-        if not sep:
-            raise RsyslogError(f"{field}: {expected}: the port is missing")
-        if not host:
-            raise RsyslogError(f"{field}: {expected}: the host is missing")
-        if ":" in port_text:
-            raise RsyslogError(f"{field}: {expected}: write an IPv6 address as [address]:port")
-        host = _valid_host(host, field, expected)
-    if not _PORT.match(port_text) or not 1 <= int(port_text) <= 65535:
-        raise RsyslogError(f"{field}: {expected}: the port must be a number from 1 to 65535")
-    return host, int(port_text)
-
-
-def _valid_host(host: str, field: str, expected: str) -> str:
+    """`host:port` → (host, port), see `compute_ctl.spec.hostport`; RsyslogError naming
+    `field` (never echoing the value) when it is not one."""
     try:
-        return str(ipaddress.IPv4Address(host))
-    except ValueError:
-        pass
-    name = host.lower()
-    if len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
-        raise RsyslogError(
-            f"{field}: {expected}: the host must be an IP address or a DNS name (letters, "
-            "digits and '-' in dot-separated labels)"
-        )
-    return name
+        return hostport.parse_host_port(text)
+    except ValueError as exc:
+        raise RsyslogError(f"{field}: {exc}") from None
 
 
 def _safe_id(value: str | None, field: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from compute_ctl import rsyslog
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute
+from tests.e2e.harness import Compute, http
 
 pytestmark = pytest.mark.postgres
 
@@ -47,16 +47,35 @@ def test_logs_export_host(compute: Compute, make_spec: SpecFactory) -> None:
     assert sorted(p.name for p in directory.iterdir()) == ["postgres_logs.conf"]
 
 
-def test_bad_logs_export_host_fails_the_start(compute: Compute, make_spec: SpecFactory) -> None:
+def test_bad_logs_export_host_is_refused_before_anything_runs(
+    compute: Compute, make_spec: SpecFactory
+) -> None:
+    """Upstream writes the value into rsyslog's configuration; we refuse it with the spec."""
     env, directory, marker = relocated(compute)
     bad = 'collector.example.com:514"\n*.* action(type="omfile" file="/var/spool/x")'
-    compute.start("-S", str(compute.write("spec.json", make_spec(logs_export_host=bad))), env=env)
-    status = compute.wait_status("failed")
-    assert status["error"].startswith("logs_export_host: expected host:port"), status
-    assert "omfile" not in status["error"]
+    spec_file = compute.write("spec.json", make_spec(logs_export_host=bad))
+    compute.start("-S", str(spec_file), env=env, wait=False)
+    assert compute.wait_exit() == 1
+    log = compute.log()
+    assert "logs_export_host: expected host:port" in log, log
+    assert "omfile" not in log and "Traceback" not in log
     assert list(directory.iterdir()) == []
     assert restarts(marker) == 0
-    assert compute.wait_exit() == 1
+
+
+def test_configure_refuses_a_bad_logs_export_host(compute: Compute, make_spec: SpecFactory) -> None:
+    env, directory, marker = relocated(compute)
+    compute.start("-i", "compute-1", env=env)
+    request = {
+        "spec": make_spec(logs_export_host="collector.example.com"),
+        "compute_ctl_config": {"jwks": {"keys": []}},
+    }
+    answer = http("POST", f"{compute.url}/configure", request)
+    assert answer.status == 400
+    assert answer.json() == {"error": "expected host:port: the port is missing"}
+    assert compute.status()["status"] == "empty"
+    assert list(directory.iterdir()) == []
+    assert restarts(marker) == 0
 
 
 def test_audit_logging_configures_rsyslog(compute: Compute, make_spec: SpecFactory) -> None:

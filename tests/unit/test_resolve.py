@@ -269,3 +269,25 @@ def test_shard_keys_are_typed() -> None:
         storage_spec(pageserver_connstring="postgres://p0,postgres://p1", shard_stripe_size=8)
     )
     assert ShardIndex(1, 2) in parsed.pageserver_conninfo.shards
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("collector.example.com", "expected host:port: the port is missing"),
+        ("collector:0", "expected host:port: the port must be a number from 1 to 65535"),
+        ('c.example.com:514"\n*.* stop', "expected host:port: the port must be a number"),
+        ('c"x:514', "expected host:port: the host must be an IP address or a DNS name"),
+        ("[::1:514", "expected host:port: unclosed '[' around an IPv6 address"),
+    ],
+)
+def test_bad_logs_export_host_is_refused_with_the_spec(value: str, problem: str) -> None:
+    error = fails(storage_spec(logs_export_host=value))
+    assert error.field == "logs_export_host"
+    assert error.problem.startswith(problem)
+    assert value not in error.problem
+
+
+@pytest.mark.parametrize("value", ["collector.example.com:6514", "10.0.0.1:514", "[::1]:514"])
+def test_good_logs_export_host_resolves(value: str) -> None:
+    assert parse(storage_spec(logs_export_host=value)).spec.logs_export_host == value

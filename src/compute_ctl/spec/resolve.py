@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from compute_ctl.errors import ConfigError, SpecError
 from compute_ctl.postgres.conf import pageserver_connstring_for_postgres
+from compute_ctl.spec.hostport import parse_host_port
 from compute_ctl.spec.models import (
     ComputeSpec,
     PageserverConnectionInfo,
@@ -188,6 +189,11 @@ def _validate_for_start(spec: ComputeSpec) -> None:
         pageserver_connstring_for_postgres(spec)
     except ConfigError as exc:
         raise SpecError("pageserver_connection_info", str(exc)) from None
+    if spec.logs_export_host is not None:
+        try:
+            parse_host_port(spec.logs_export_host)
+        except ValueError as exc:
+            raise SpecError("logs_export_host", str(exc)) from None
     if not spec.skip_pg_catalog_updates and (
         spec.cluster.roles or spec.cluster.databases or spec.delta_operations
     ):
