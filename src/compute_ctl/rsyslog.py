@@ -34,6 +34,7 @@ from typing import Any
 from prometheus_client import Gauge
 
 from compute_ctl.errors import ComputeError
+from compute_ctl.files import replace_file
 from compute_ctl.spec import hostport
 from compute_ctl.spec.models import ComputeAudit, ComputeSpec
 
@@ -232,14 +233,10 @@ async def reconfigure(spec: ComputeSpec, environ: Mapping[str, str] | None = Non
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace `path` atomically (mode 0644): rsyslog never reads half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Replace `path` atomically (a new file gets mode 0644): rsyslog never reads half a file."""
     try:
-        tmp.write_text(text)
-        tmp.chmod(0o644)
-        tmp.replace(path)
+        replace_file(path, text.encode(), new_mode=0o644)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise RsyslogError(f"could not write {path}: {_reason(exc)}") from None
 
 

@@ -15,7 +15,7 @@ import logging
 import signal
 
 from compute_ctl.errors import ComputeError
-from compute_ctl.sidecars.files import replace_file
+from compute_ctl.files import replace_file
 from compute_ctl.sidecars.locations import SidecarLocations
 from compute_ctl.sidecars.pidfile import read_pid_file, send_signal
 from compute_ctl.spec.models import LocalProxySpec, TlsConfig

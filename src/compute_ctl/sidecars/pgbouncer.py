@@ -32,7 +32,7 @@ from psycopg.rows import TupleRow
 
 from compute_ctl.compute import tls as compute_tls
 from compute_ctl.errors import ComputeError
-from compute_ctl.sidecars.files import replace_file
+from compute_ctl.files import replace_file
 from compute_ctl.sidecars.locations import SidecarLocations
 from compute_ctl.spec.models import TlsConfig
 

@@ -1,9 +1,10 @@
 """Replacing a configuration file that another program reads.
 
-A reader must never see half a file, so the new content goes to a temporary file in the same
-directory, which then replaces the old one. Some of these files live in directories compute_ctl
-may not write to (`/etc/pgbouncer.ini` in a VM is writable, `/etc` is not); there the file is
-rewritten in place, as upstream always does.
+A reader (pgbouncer, local_proxy, rsyslog) must never see half a file, so the new content goes
+to a temporary file in the same directory, which then replaces the old one. Some of these files
+live in directories compute_ctl may not write to (`/etc/pgbouncer.ini` in a VM is writable,
+`/etc` is not); there the file is rewritten in place, as upstream always does. (TLS keys, which
+must never exist with a wider mode even for a moment, have their own writer in compute/tls.py.)
 """
 
 from __future__ import annotations
