@@ -144,8 +144,13 @@ class OpenLoop:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.idle:
-            return self.idle.pop()
+        while self.idle:
+            reader, writer = self.idle.pop()
+            if not reader.at_eof():
+                return reader, writer
+            # The server closed it while it sat in the pool: drop it, as an HTTP client does.
+            self.open_now -= 1
+            writer.close()
         if self.open_now >= MAX_CONNECTIONS:
             raise ConnectionError("connection limit")
         self.open_now += 1

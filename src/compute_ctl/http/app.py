@@ -394,6 +394,12 @@ class _Server(uvicorn.Server):
         yield
 
 
+KEEP_ALIVE_SECONDS = 75
+"""How long an idle keep-alive connection stays open. uvicorn's default (5 s) would close
+connections that clients of upstream's server (which does not time them out) keep in their
+pools, and a request sent just as the server closes its connection fails."""
+
+
 def make_server(app: Starlette) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
@@ -401,6 +407,7 @@ def make_server(app: Starlette) -> uvicorn.Server:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=1,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         ws="none",  # no WebSocket routes: skip loading a WebSocket implementation
     )
     return _Server(config)
