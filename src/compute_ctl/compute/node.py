@@ -25,7 +25,7 @@ import uvicorn
 
 from compute_ctl import rsyslog
 from compute_ctl.cli import Params
-from compute_ctl.compute import tls
+from compute_ctl.compute import tls, vm_tools
 from compute_ctl.compute.configurator import Configurator
 from compute_ctl.compute.core_dumps import check_for_core_dumps, core_dump_dir
 from compute_ctl.compute.extensions_stats import ExtensionStats
@@ -108,6 +108,7 @@ class ComputeNode:
         self.delay_exit = False
         self.neon_available = neon_extension_available(params.pg_bindir)
         self.sidecars = Sidecars(SidecarLocations.from_environ(os.environ))
+        self.vm_tools = vm_tools.VmTools.from_environ(os.environ)
         self._tasks: set[asyncio.Task[None]] = set()
         self._terminating = asyncio.Event()
         self._main_task: asyncio.Task[int] | None = None
@@ -228,21 +229,25 @@ class ComputeNode:
             pspec.timeline_id,
             spec.mode.type_str(),
         )
-        if spec.swap_size_bytes is not None and self.params.resize_swap_on_bind:
-            log.info("swap resizing skipped: not a VM")
-        if spec.disk_quota_bytes is not None and self.params.set_disk_quota_for_fs:
-            log.info("disk quota skipped: not a VM")
         await self.start_cert_watcher()
         self.sidecars.configure_in_background(spec, self._sidecar_tls(spec), self._spawn)
         audit_gc = await rsyslog.configure_at_start(spec, self.pgdata, self.prom.audit_log_dir_size)
         if audit_gc is not None:
             self._spawn(audit_gc, "audit-log-gc")
-        # Like upstream's start-up pre-tasks, the preload-library downloads run beside the
-        # basebackup; the first failure stops the other and fails the start.
+        # Like upstream's start-up pre-tasks, the preload-library downloads and the VM's swap
+        # and disk quota run beside the basebackup; the first failure stops the rest and fails
+        # the start.
         try:
             async with asyncio.TaskGroup() as pre_tasks:
                 pre_tasks.create_task(self.remote_ext.prepare_for_start(spec, state.metrics))
                 pre_tasks.create_task(prepare_pgdata(pspec, self.prepare_options, state.metrics))
+                if spec.swap_size_bytes is not None and self.params.resize_swap_on_bind:
+                    pre_tasks.create_task(vm_tools.resize_swap(self.vm_tools, spec.swap_size_bytes))
+                quota_dir = self.params.set_disk_quota_for_fs
+                if spec.disk_quota_bytes is not None and quota_dir:
+                    pre_tasks.create_task(
+                        vm_tools.set_disk_quota(self.vm_tools, spec.disk_quota_bytes, quota_dir)
+                    )
         except ExceptionGroup as failed:
             first = failed.exceptions[0]
             raise first from first.__cause__  # its own cause chain, not the group
