@@ -84,6 +84,12 @@ def neon_extension_available(pg_bindir: Path) -> bool:
     return any((libdir / "neon.so").exists() for libdir in libdirs)
 
 
+def cgexec_prefix() -> tuple[str, ...]:
+    """With AUTOSCALING, Postgres runs in the `neon-postgres` memory cgroup the vm-monitor
+    watches."""
+    return ("cgexec", "-g", "memory:neon-postgres") if "AUTOSCALING" in os.environ else ()
+
+
 class ComputeNode:
     def __init__(
         self,
@@ -254,7 +260,7 @@ class ComputeNode:
 
         spawn_started = time.monotonic()
         env = postgres_env(os.environ, pspec.storage_auth_token)
-        prefix = ("cgexec", "-g", "memory:neon-postgres") if "AUTOSCALING" in os.environ else ()
+        prefix = cgexec_prefix()
         pg = await spawn_postgres(
             self.params.pgbin, self.pgdata, env=env, argv_prefix=prefix, log_out=self.log_out
         )
@@ -424,18 +430,27 @@ class ComputeNode:
             await self._exiting
         return lifecycle.result()
 
+    async def prewarm_vm_memory(self) -> None:
+        """Before the ports open, when there is no spec yet (see compute/vm_prewarm.py). The
+        scratch cluster preloads neon as upstream's does, so a server without the neon library
+        skips it; a failure ends the process (exit 1), as upstream."""
+        if not self.neon_available:
+            log.info("VM memory prewarm skipped: the neon extension is not installed")
+            return
+        from compute_ctl.compute.vm_prewarm import prewarm_vm_memory  # noqa: PLC0415
+
+        await prewarm_vm_memory(
+            Path(self.params.pgbin), self.pgdata, argv_prefix=cgexec_prefix(), log_out=self.log_out
+        )
+
     async def _run(self) -> int:
         state = self.state
         self.install_signal_handlers(self._on_signal)
+        if state.pspec is None and not self.params.lakebase_mode:
+            await self.prewarm_vm_memory()
         await self.start_http()
         pspec = state.pspec
         if pspec is None:
-            log.info(
-                "VM memory prewarm skipped: %s",
-                "the neon extension is not installed"
-                if not self.neon_available
-                else "not implemented by this build",
-            )
             log.info("no compute spec yet: waiting for POST /configure")
             pspec = await self.wait_for_spec()
             if pspec is None:  # terminated while empty: nothing to stop
