@@ -13,11 +13,12 @@ a debugger that is missing, fails or hangs is logged and given up on after a tim
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import resource
 import sys
 from pathlib import Path
+
+from compute_ctl.subprocesses import PIPE, run_bounded
 
 log = logging.getLogger(__name__)
 
@@ -116,21 +117,9 @@ async def backtrace(postgres: str, core: Path, *, timeout: float) -> tuple[str, 
 
 
 async def _run(argv: list[str], timeout: float) -> tuple[str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,  # a terminal's signals are not the debugger's business
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except BaseException:  # the timeout, or shutdown cancelling us: never leave it running
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    return _text(out), _text(err)
+    # In a session of its own: a terminal's signals are not the debugger's business.
+    done = await run_bounded(argv, timeout, stdout=PIPE, stderr=PIPE, start_new_session=True)
+    return _text(done.stdout), _text(done.stderr)
 
 
 def _text(data: bytes) -> str:

@@ -22,6 +22,7 @@ from typing import TextIO
 
 from compute_ctl.errors import ComputeError
 from compute_ctl.postgres.process import spawn_postgres, wait_until_ready
+from compute_ctl.subprocesses import DEVNULL, run_bounded
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +53,10 @@ async def prewarm_vm_memory(
     await asyncio.to_thread(_fresh_dir, directory)
     try:
         log.info("running initdb")
-        initdb = await asyncio.create_subprocess_exec(
-            str(pgbin.parent / "initdb"),
-            "--pgdata",
-            str(directory),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        initdb = [str(pgbin.parent / "initdb"), "--pgdata", str(directory)]
         try:
-            await asyncio.wait_for(initdb.wait(), INITDB_TIMEOUT)
+            await run_bounded(initdb, INITDB_TIMEOUT, stdout=DEVNULL, stderr=DEVNULL)
         except TimeoutError:
-            initdb.kill()
-            await initdb.wait()
             raise ComputeError(f"initdb did not finish in {INITDB_TIMEOUT:.0f} s") from None
         lines = [*WARMUP_CONF_LINES, *([NEON_PRELOAD_LINE] if preload_neon else [])]
         (directory / "postgresql.conf").write_text("\n".join(lines) + "\n")

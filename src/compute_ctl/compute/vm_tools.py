@@ -15,8 +15,6 @@ Every program gets a time limit, so a stuck helper fails the start instead of ha
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Mapping, Sequence
@@ -24,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compute_ctl.errors import ComputeError
+from compute_ctl.subprocesses import PIPE, run_bounded
 
 log = logging.getLogger(__name__)
 
@@ -73,23 +72,14 @@ def exit_text(returncode: int) -> str:
 
 
 async def _run(argv: Sequence[str], timeout: float, *, capture: bool = False) -> tuple[int, bytes]:
-    """Run `argv` with stdin from /dev/null; its exit code and (with `capture`) its stdout,
-    which otherwise goes where ours goes, as upstream's helpers' output does. FileNotFoundError
-    if the program does not exist; ComputeError on a timeout."""
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE if capture else None,
-    )
+    """Run `argv`; its exit code and (with `capture`) its stdout, which otherwise goes where
+    ours goes, as upstream's helpers' output does. FileNotFoundError if the program does not
+    exist; ComputeError on a timeout."""
     try:
-        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+        done = await run_bounded(argv, timeout, stdout=PIPE if capture else None)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
         raise ComputeError(f"still running after {timeout:.0f} s: killed") from None
-    assert process.returncode is not None
-    return process.returncode, out
+    return done.returncode, done.stdout
 
 
 async def resize_swap(tools: VmTools, size_bytes: int) -> None:

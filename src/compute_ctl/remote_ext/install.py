@@ -12,7 +12,6 @@ archives are moved in with `rename`, which replaces a name rather than writing t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 from compute_ctl.errors import ComputeError
 from compute_ctl.remote_ext.index import control_files_allowed, pg_major_tag
 from compute_ctl.spec.models import RemoteExtSpec
+from compute_ctl.subprocesses import PIPE, run_bounded
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +60,16 @@ class PgInstall:
 async def query_pg_install(pg_bindir: Path) -> PgInstall:
     """Ask `<pg_bindir>/pg_config` for the share and library directories and the version."""
     program = pg_bindir / "pg_config"
+    argv = [str(program), "--sharedir", "--pkglibdir", "--version"]
     try:
-        proc = await asyncio.create_subprocess_exec(
-            str(program),
-            "--sharedir",
-            "--pkglibdir",
-            "--version",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        done = await run_bounded(argv, PG_CONFIG_TIMEOUT, stdout=PIPE, stderr=PIPE)
+    except TimeoutError:
+        raise InstallError(f"{program} did not answer within {PG_CONFIG_TIMEOUT:g} s") from None
     except OSError as exc:
         raise InstallError(f"cannot run {program}: {exc.strerror}") from exc
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), PG_CONFIG_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise InstallError(f"{program} did not answer within {PG_CONFIG_TIMEOUT:g} s") from None
-    lines = out.decode(errors="replace").splitlines()
-    if proc.returncode != 0 or len(lines) != 3:
-        detail = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+    lines = done.stdout.decode(errors="replace").splitlines()
+    if done.returncode != 0 or len(lines) != 3:
+        detail = done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
         raise InstallError(f"{program} failed: {detail}")
     sharedir, pkglibdir, version = (line.strip() for line in lines)
     return PgInstall(Path(sharedir), Path(pkglibdir), pg_major_tag(version), pg_bindir.parent)
