@@ -145,7 +145,7 @@ class ComputeNode:
             postgres=Path(self.params.pgbin),
             privileged_role_name=self.params.privileged_role_name,
             internal_http_port=self.params.internal_http_port,
-            tls=self.ctl_config.tls if self.ctl_config else None,
+            tls=self.tls_files,
             neon_available=self.neon_available,
         )
 
@@ -155,9 +155,14 @@ class ComputeNode:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _sidecar_tls(self, spec: ComputeSpec) -> TlsConfig | None:
-        """The TLS files pgbouncer and local_proxy are given (with `tls_experimental`)."""
-        return tls.tls_active(spec, self.ctl_config.tls if self.ctl_config else None)
+    @property
+    def tls_files(self) -> TlsConfig | None:
+        """`compute_ctl_config.tls`: the key and certificate, if the operator gave them."""
+        return self.ctl_config.tls if self.ctl_config else None
+
+    def active_tls(self, spec: ComputeSpec) -> TlsConfig | None:
+        """The TLS files Postgres, pgbouncer and local_proxy use (with `tls_experimental`)."""
+        return tls.tls_active(spec, self.tls_files)
 
     async def reload(self) -> None:
         await pg_ctl_reload(self.params.pg_bindir / "pg_ctl", self.pgdata)
@@ -236,7 +241,7 @@ class ComputeNode:
             spec.mode.type_str(),
         )
         await self.start_cert_watcher()
-        self.sidecars.configure_in_background(spec, self._sidecar_tls(spec), self._spawn)
+        self.sidecars.configure_in_background(spec, self.active_tls(spec), self._spawn)
         audit_gc = await rsyslog.configure_at_start(spec, self.pgdata, self.prom.audit_log_dir_size)
         if audit_gc is not None:
             self._spawn(audit_gc, "audit-log-gc")
@@ -293,7 +298,7 @@ class ComputeNode:
             await self.reload()
             try:
                 await self.apply_catalog(pspec, starting=True)
-                await self.sidecars.configure_local_proxy(pspec.spec, self._sidecar_tls(pspec.spec))
+                await self.sidecars.configure_local_proxy(pspec.spec, self.active_tls(pspec.spec))
             finally:
                 override.write_text("")
             line_in_file_path(self.pgdata / "postgresql.conf", SUBSCRIBERS_ENABLED_LINE)
@@ -349,7 +354,7 @@ class ComputeNode:
 
     async def start_cert_watcher(self) -> None:
         """With `compute_ctl_config.tls`: wait (bounded) for the certificate, then watch it."""
-        tls_config = self.ctl_config.tls if self.ctl_config else None
+        tls_config = self.tls_files
         if tls_config is None:
             return
         cert_path = Path(tls_config.cert_path)
@@ -358,10 +363,8 @@ class ComputeNode:
 
     async def reconfigure(self, pspec: ParsedSpec) -> None:
         """Apply a new spec to a running Postgres: config rewrite, reload, catalog."""
-        self.sidecars.configure_in_background(
-            pspec.spec, self._sidecar_tls(pspec.spec), self._spawn
-        )
-        tls_config = tls.tls_active(pspec.spec, self.prepare_options.tls)
+        self.sidecars.configure_in_background(pspec.spec, self.active_tls(pspec.spec), self._spawn)
+        tls_config = self.active_tls(pspec.spec)
         if tls_config is not None:  # a renewed key/certificate, picked up by the reload
             await tls.install_tls_files(self.pgdata, tls_config)
         await rsyslog.reconfigure(pspec.spec)
