@@ -295,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _setup_logging()
     raise_core_limit()  # Postgres and every other child may dump core
-    from compute_ctl.compute.metrics import PromMetrics  # noqa: PLC0415 - keep --help fast
+    from compute_ctl.metrics import PromMetrics  # noqa: PLC0415 - keep --help fast
 
     prom = PromMetrics()
 

@@ -18,10 +18,11 @@ from pydantic import TypeAdapter
 from starlette.routing import Route
 
 from compute_ctl.compute.node import ComputeNode
-from compute_ctl.compute.state import ComputeMetrics
 from compute_ctl.http.app import external_app, internal_app
 from compute_ctl.http.openapi import openapi_path
-from compute_ctl.http.schemas import ComputeStatusResponse, DbsAndRoles, GenericError
+from compute_ctl.http.schemas import ComputeStatusResponse, GenericError
+from compute_ctl.spec.responses import DbsAndRoles
+from compute_ctl.state import ComputeMetrics
 from tests.e2e.conftest import SpecFactory
 from tests.e2e.harness import Compute, SigningKey, ctl_config, http, wait_until
 

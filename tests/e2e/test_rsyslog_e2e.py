@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from compute_ctl import rsyslog
+from compute_ctl.logs_export import rsyslog
 from tests.e2e.conftest import SpecFactory
 from tests.e2e.harness import Compute, http
 

@@ -20,11 +20,11 @@ import pytest
 
 from compute_ctl.cli import parse_params
 from compute_ctl.compute.node import ComputeNode
-from compute_ctl.compute.state import ComputeMetrics
 from compute_ctl.errors import ComputeError
 from compute_ctl.http.app import bind_socket, internal_app, make_server
 from compute_ctl.spec.load import load_compute_spec
 from compute_ctl.spec.resolve import resolve
+from compute_ctl.state import ComputeMetrics
 from tests.e2e.harness import HttpAnswer, http
 from tests.remote_ext import (
     Gateway,

@@ -28,9 +28,9 @@ import yaml
 
 from compute_ctl.cli import Params, parse_params
 from compute_ctl.compute.node import STOP_TIMEOUT
-from compute_ctl.compute.state import ComputeStatus
 from compute_ctl.spec.load import load_compute_config
 from compute_ctl.spec.resolve import resolve
+from compute_ctl.state import ComputeStatus
 from tests.paths import PROJECT_ROOT
 
 DEPLOY = PROJECT_ROOT / "deploy"

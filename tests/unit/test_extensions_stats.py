@@ -16,7 +16,7 @@ from compute_ctl.compute.extensions_stats import (
     next_sleep,
     stat_line,
 )
-from compute_ctl.compute.metrics import PromMetrics
+from compute_ctl.metrics import PromMetrics
 
 
 def test_rows_are_grouped_by_name_version_and_superuser_ownership() -> None:

@@ -16,17 +16,6 @@ from typing import Any
 
 import pytest
 
-from compute_ctl.compute.metrics import PromMetrics
-from compute_ctl.http.schemas import (
-    LfcOffloadFailed,
-    LfcPrewarmCancelled,
-    LfcPrewarmCompleted,
-    LfcPrewarmFailed,
-    LfcPrewarmNotPrewarmed,
-    LfcPrewarmPrewarming,
-    LfcPrewarmSkipped,
-    LfcPrewarmState,
-)
 from compute_ctl.lfc import (
     NO_SPEC,
     CancelToken,
@@ -39,8 +28,19 @@ from compute_ctl.lfc import (
     state_object,
     unless_cancelled,
 )
+from compute_ctl.metrics import PromMetrics
 from compute_ctl.spec.load import load_compute_spec
 from compute_ctl.spec.resolve import ParsedSpec, resolve
+from compute_ctl.spec.responses import (
+    LfcOffloadFailed,
+    LfcPrewarmCancelled,
+    LfcPrewarmCompleted,
+    LfcPrewarmFailed,
+    LfcPrewarmNotPrewarmed,
+    LfcPrewarmPrewarming,
+    LfcPrewarmSkipped,
+    LfcPrewarmState,
+)
 from tests.endpoint_storage import EndpointStorage, running_endpoint_storage, unzstd, zstd
 from tests.specs import TENANT, TIMELINE, settings, storage_spec
 

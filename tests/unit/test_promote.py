@@ -10,7 +10,11 @@ from typing import Any, cast
 import pytest
 
 from compute_ctl.compute.node import ComputeNode
-from compute_ctl.http.schemas import (
+from compute_ctl.compute.promote import PromoteError, Promotion, wait_for_replay
+from compute_ctl.lfc import NO_SPEC
+from compute_ctl.spec.load import load_compute_spec
+from compute_ctl.spec.resolve import ParsedSpec, resolve
+from compute_ctl.spec.responses import (
     LfcPrewarmCancelled,
     LfcPrewarmFailed,
     LfcPrewarmNotPrewarmed,
@@ -21,10 +25,6 @@ from compute_ctl.http.schemas import (
     PromoteFailed,
     PromoteState,
 )
-from compute_ctl.lfc import NO_SPEC
-from compute_ctl.promote import PromoteError, Promotion, wait_for_replay
-from compute_ctl.spec.load import load_compute_spec
-from compute_ctl.spec.resolve import ParsedSpec, resolve
 from compute_ctl.spec.types import Lsn
 from tests.specs import storage_spec
 

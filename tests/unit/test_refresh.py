@@ -14,11 +14,11 @@ import pytest
 from compute_ctl.cli import parse_params
 from compute_ctl.compute import configurator as configurator_module
 from compute_ctl.compute.node import ComputeNode
-from compute_ctl.compute.state import ComputeStatus
 from compute_ctl.errors import ComputeError
 from compute_ctl.spec.load import load_compute_spec
 from compute_ctl.spec.models import ComputeSpec
 from compute_ctl.spec.resolve import resolve
+from compute_ctl.state import ComputeStatus
 from tests.specs import storage_spec
 
 S = ComputeStatus

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from compute_ctl import rsyslog
-from compute_ctl.compute.metrics import PromMetrics
-from compute_ctl.rsyslog import RsyslogError, RsyslogSetup, parse_host_port
+from compute_ctl.logs_export import rsyslog
+from compute_ctl.logs_export.rsyslog import RsyslogError, RsyslogSetup, parse_host_port
+from compute_ctl.metrics import PromMetrics
 from compute_ctl.spec.models import ComputeSpec
 
 # --------------------------------------------------------------------------------------------

@@ -7,15 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from compute_ctl.compute.metrics import PromMetrics
-from compute_ctl.compute.state import (
+from compute_ctl.http.responses import rfc3339_offset, rfc3339_z
+from compute_ctl.metrics import PromMetrics
+from compute_ctl.state import (
     TRANSITIONS,
     ComputeState,
     ComputeStatus,
     IllegalTransitionError,
     WrongStateError,
 )
-from compute_ctl.http.responses import rfc3339_offset, rfc3339_z
 
 S = ComputeStatus
 

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from compute_ctl.compute import tls
-from compute_ctl.compute.state import ComputeState, ComputeStatus
 from compute_ctl.errors import ComputeError
 from compute_ctl.spec.models import TlsConfig
+from compute_ctl.state import ComputeState, ComputeStatus
 from tests.tls_material import cert_pem, ec_key, key_pem, pair, rsa_key
 
 S = ComputeStatus

@@ -14,12 +14,12 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from compute_ctl.compute.state import ComputeStatus
 from compute_ctl.control_plane import RPC, fetch_config_async
 from compute_ctl.errors import ComputeError, chain_text
 from compute_ctl.spec.load import load_compute_config, load_compute_spec
 from compute_ctl.spec.models import ComputeSpec
 from compute_ctl.spec.resolve import resolve
+from compute_ctl.state import ComputeStatus
 
 if TYPE_CHECKING:
     from compute_ctl.compute.node import ComputeNode

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from compute_ctl.compute.metrics import PromMetrics
+from compute_ctl.metrics import PromMetrics
 from compute_ctl.postgres.connect import connect, pg_error_text
 
 log = logging.getLogger(__name__)

@@ -16,11 +16,11 @@ import datetime
 import logging
 from collections.abc import Awaitable, Callable
 
-from compute_ctl.compute.state import ComputeState
 from compute_ctl.errors import ComputeError
 from compute_ctl.spec.models import PageserverConnectionInfo, PageserverProtocol
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.types import Lsn, ShardIndex, TenantShardId, effective_shard_count
+from compute_ctl.state import ComputeState
 
 log = logging.getLogger(__name__)
 

@@ -23,20 +23,20 @@ from typing import Any, TextIO
 
 import uvicorn
 
-from compute_ctl import rsyslog
 from compute_ctl.cli import Params
 from compute_ctl.compute import tls, vm_tools
 from compute_ctl.compute.configurator import Configurator
 from compute_ctl.compute.core_dumps import check_for_core_dumps, core_dump_dir
 from compute_ctl.compute.extensions_stats import ExtensionStats
-from compute_ctl.compute.metrics import PromMetrics
+from compute_ctl.compute.monitor import ComputeMonitor
 from compute_ctl.compute.prepare import PrepareOptions, prepare_pgdata, write_postgresql_conf
-from compute_ctl.compute.state import ComputeState, ComputeStatus, utcnow
+from compute_ctl.compute.promote import Promotion
 from compute_ctl.errors import ComputeError, chain_text
 from compute_ctl.http.app import bind_socket, external_app, internal_app, make_server
 from compute_ctl.http.auth import Authorizer
 from compute_ctl.lfc import Lfc
-from compute_ctl.monitor import ComputeMonitor
+from compute_ctl.logs_export import rsyslog
+from compute_ctl.metrics import PromMetrics
 from compute_ctl.postgres.conf import (
     SUBSCRIBERS_ENABLED_LINE,
     TEMP_OVERRIDE_FILE,
@@ -51,11 +51,11 @@ from compute_ctl.postgres.process import (
     spawn_postgres,
     wait_until_ready,
 )
-from compute_ctl.promote import Promotion
 from compute_ctl.remote_ext.manager import RemoteExtensions
 from compute_ctl.sidecars import SidecarLocations, Sidecars
 from compute_ctl.spec.models import ComputeCtlConfig, ComputeFeature, ComputeSpec, TlsConfig
 from compute_ctl.spec.resolve import ParsedSpec
+from compute_ctl.state import ComputeState, ComputeStatus, utcnow
 
 log = logging.getLogger(__name__)
 

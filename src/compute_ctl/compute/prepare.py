@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from compute_ctl.compute.state import ComputeMetrics
 from compute_ctl.compute.tls import install_tls_files, tls_active
 from compute_ctl.errors import ComputeError, StorageError
 from compute_ctl.postgres.conf import (
@@ -25,6 +24,7 @@ from compute_ctl.postgres.conf import (
 from compute_ctl.spec.models import PageserverProtocol, TlsConfig
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.types import Lsn
+from compute_ctl.state import ComputeMetrics
 from compute_ctl.storage.extract import fixup_signal_files
 from compute_ctl.storage.retry import basebackup_retry_policy
 

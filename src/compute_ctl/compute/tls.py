@@ -27,10 +27,10 @@ import os
 import time
 from pathlib import Path
 
-from compute_ctl.compute.state import ComputeState, ComputeStatus
 from compute_ctl.errors import ComputeError
 from compute_ctl.postgres.conf import SERVER_CERT_FILE, SERVER_KEY_FILE
 from compute_ctl.spec.models import ComputeFeature, ComputeSpec, TlsConfig
+from compute_ctl.state import ComputeState, ComputeStatus
 
 log = logging.getLogger(__name__)
 

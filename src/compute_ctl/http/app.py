@@ -19,7 +19,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from compute_ctl.compute.state import ComputeMetrics
 from compute_ctl.http.api import JSON, PROMETHEUS, TEXT, ApiRoute, Reply, error
 from compute_ctl.http.auth import AllowAll, Authorizer
 from compute_ctl.http.middleware import RequestIdMiddleware
@@ -50,16 +49,11 @@ from compute_ctl.http.schemas import (
     ComputeStatusResponse,
     ConfigureFailpointsRequest,
     DatabaseSchemaQuery,
-    DbsAndRoles,
     ExtensionInstallRequest,
     ExtensionInstallResult,
     ExtensionServerQuery,
     InsightsText,
-    LfcOffloadState,
     LfcPrewarmQuery,
-    LfcPrewarmState,
-    PromoteCompleted,
-    PromoteFailed,
     PromoteRequest,
     SetRoleGrantsRequest,
     SetRoleGrantsResponse,
@@ -68,6 +62,14 @@ from compute_ctl.http.schemas import (
     WritabilityResult,
 )
 from compute_ctl.spec.models import ConfigurationRequest
+from compute_ctl.spec.responses import (
+    DbsAndRoles,
+    LfcOffloadState,
+    LfcPrewarmState,
+    PromoteCompleted,
+    PromoteFailed,
+)
+from compute_ctl.state import ComputeMetrics
 
 if TYPE_CHECKING:
     from compute_ctl.compute.node import ComputeNode

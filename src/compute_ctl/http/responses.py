@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from compute_ctl.compute.state import ComputeState, ComputeStatus, WrongStateError
+from compute_ctl.state import ComputeState, ComputeStatus, WrongStateError
 
 log = logging.getLogger(__name__)
 

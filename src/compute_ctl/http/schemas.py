@@ -10,10 +10,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from compute_ctl.compute.state import ComputeStatus
-from compute_ctl.spec.models import ComputeSpec, Database, Role
+from compute_ctl.spec.models import ComputeSpec
 from compute_ctl.spec.privilege import Privilege
+from compute_ctl.spec.responses import Answer
 from compute_ctl.spec.types import Lsn
+from compute_ctl.state import ComputeStatus
 
 
 # Validators are built on first use (see spec/models.py): not on the start-up path.
@@ -29,17 +30,13 @@ Name = Annotated[StrictStr, AfterValidator(_no_nul)]
 """A database, schema, role or extension name taken from a request."""
 
 
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class GenericError(_Answer):
+class GenericError(Answer):
     """Every error answer: `{"error": "<message>"}`."""
 
     error: str
 
 
-class ComputeStatusResponse(_Answer):
+class ComputeStatusResponse(Answer):
     """`GET /status` and the success answer of `POST /configure`."""
 
     start_time: str
@@ -50,19 +47,12 @@ class ComputeStatusResponse(_Answer):
     error: str | None
 
 
-class TerminateResponse(_Answer):
+class TerminateResponse(Answer):
     lsn: str | None
 
 
-class TerminateQuery(_Answer):
+class TerminateQuery(Answer):
     mode: Literal["fast", "immediate"] = "fast"
-
-
-class DbsAndRoles(_Answer):
-    """`GET /dbs_and_roles`: every role (with its stored password verifier) and database."""
-
-    roles: list[Role]
-    databases: list[Database]
 
 
 class DatabaseSchemaQuery(BaseModel):
@@ -91,7 +81,7 @@ class ExtensionInstallRequest(_Request):
     version: Name
 
 
-class ExtensionInstallResult(_Answer):
+class ExtensionInstallResult(Answer):
     extension: str
     version: str
 
@@ -107,110 +97,13 @@ class SetRoleGrantsRequest(_Request):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, serialize_by_alias=True)
 
 
-class SetRoleGrantsResponse(_Answer):
+class SetRoleGrantsResponse(Answer):
     database: str
     schema_: str = Field(alias="schema")
     privileges: list[Privilege]
     role: str
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
-
-
-# --------------------------------------------------------------------------------------------
-# LFC prewarm/offload and promotion: states internally tagged by `status` (every field of a
-# variant is always present, so the serialized schema marks them all required).
-
-
-class _Tagged(_Answer):
-    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
-
-
-class LfcPrewarmNotPrewarmed(_Tagged):
-    """No prewarm was requested since the compute started."""
-
-    status: Literal["not_prewarmed"] = "not_prewarmed"
-
-
-class LfcPrewarmPrewarming(_Tagged):
-    status: Literal["prewarming"] = "prewarming"
-
-
-class LfcPrewarmCompleted(_Tagged):
-    """The state was found and loaded; counts from `neon.get_prewarm_info()`."""
-
-    status: Literal["completed"] = "completed"
-    total: int
-    prewarmed: int
-    skipped: int
-    state_download_time_ms: int
-    uncompress_time_ms: int
-    prewarm_time_ms: int
-
-
-class LfcPrewarmFailed(_Tagged):
-    status: Literal["failed"] = "failed"
-    error: str
-
-
-class LfcPrewarmSkipped(_Tagged):
-    """Endpoint storage has no state for this endpoint (404)."""
-
-    status: Literal["skipped"] = "skipped"
-
-
-class LfcPrewarmCancelled(_Tagged):
-    """`DELETE /lfc/prewarm` cancelled it."""
-
-    status: Literal["cancelled"] = "cancelled"
-
-
-LfcPrewarmState = Annotated[
-    LfcPrewarmNotPrewarmed
-    | LfcPrewarmPrewarming
-    | LfcPrewarmCompleted
-    | LfcPrewarmFailed
-    | LfcPrewarmSkipped
-    | LfcPrewarmCancelled,
-    Field(discriminator="status"),
-]
-"""`GET /lfc/prewarm`."""
-
-
-class LfcOffloadNotOffloaded(_Tagged):
-    status: Literal["not_offloaded"] = "not_offloaded"
-
-
-class LfcOffloadOffloading(_Tagged):
-    status: Literal["offloading"] = "offloading"
-
-
-class LfcOffloadCompleted(_Tagged):
-    status: Literal["completed"] = "completed"
-    state_query_time_ms: int
-    compress_time_ms: int
-    state_upload_time_ms: int
-
-
-class LfcOffloadFailed(_Tagged):
-    status: Literal["failed"] = "failed"
-    error: str
-
-
-class LfcOffloadSkipped(_Tagged):
-    """Postgres had no LFC state (NULL): nothing was uploaded."""
-
-    status: Literal["skipped"] = "skipped"
-
-
-LfcOffloadState = Annotated[
-    LfcOffloadNotOffloaded
-    | LfcOffloadOffloading
-    | LfcOffloadCompleted
-    | LfcOffloadFailed
-    | LfcOffloadSkipped,
-    Field(discriminator="status"),
-]
-"""`GET /lfc/offload`."""
 
 
 class LfcPrewarmQuery(BaseModel):
@@ -224,22 +117,6 @@ class ExtensionServerQuery(BaseModel):
     (`foo.so`, mapped through `library_index`) rather than an extension."""
 
     is_library: StrictBool = False
-
-
-class PromoteCompleted(_Tagged):
-    status: Literal["completed"] = "completed"
-    lsn_wait_time_ms: int
-    pg_promote_time_ms: int
-    reconfigure_time_ms: int
-
-
-class PromoteFailed(_Tagged):
-    status: Literal["failed"] = "failed"
-    error: str
-
-
-PromoteState = Annotated[PromoteCompleted | PromoteFailed, Field(discriminator="status")]
-"""`POST /promote`: the outcome every caller of one promotion gets."""
 
 
 class PromoteRequest(_Request):

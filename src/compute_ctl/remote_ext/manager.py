@@ -25,13 +25,13 @@ from pathlib import Path
 
 from prometheus_client import Counter as PromCounter
 
-from compute_ctl.compute.metrics import PromMetrics
-from compute_ctl.compute.state import ComputeMetrics
 from compute_ctl.errors import chain_text
+from compute_ctl.metrics import PromMetrics
 from compute_ctl.remote_ext.errors import DownloadError
 from compute_ctl.remote_ext.index import RemoteArchive, preload_libraries, resolve_archive
 from compute_ctl.remote_ext.install import PgInstall, query_pg_install, write_control_files
 from compute_ctl.spec.models import ComputeSpec, RemoteExtSpec
+from compute_ctl.state import ComputeMetrics
 
 log = logging.getLogger(__name__)
 

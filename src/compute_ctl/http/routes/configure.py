@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
-from compute_ctl.compute.state import ComputeStatus
 from compute_ctl.errors import SpecError
 from compute_ctl.http.body import BodyError, read_json_body
 from compute_ctl.http.responses import json_error, json_ok, rust_debug_str, wrong_state
 from compute_ctl.http.routes.status import status_body
 from compute_ctl.spec.models import ConfigurationRequest
 from compute_ctl.spec.resolve import resolve
+from compute_ctl.state import ComputeStatus
 
 if TYPE_CHECKING:
     from compute_ctl.compute.node import ComputeNode

@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from compute_ctl.http.responses import json_error, json_ok
-from compute_ctl.http.schemas import DbsAndRoles
 from compute_ctl.postgres.connect import connect, pg_error_text
 from compute_ctl.spec.models import Database, Role
+from compute_ctl.spec.responses import DbsAndRoles
 
 if TYPE_CHECKING:
     import psycopg

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
-from compute_ctl.compute.metrics import CONTENT_TYPE
+from compute_ctl.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from compute_ctl.compute.node import ComputeNode

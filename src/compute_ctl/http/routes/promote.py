@@ -10,8 +10,9 @@ from starlette.responses import PlainTextResponse, Response
 from compute_ctl.errors import SpecError
 from compute_ctl.http.body import BodyError, read_json_body
 from compute_ctl.http.responses import json_error, json_ok
-from compute_ctl.http.schemas import PromoteFailed, PromoteRequest
+from compute_ctl.http.schemas import PromoteRequest
 from compute_ctl.spec.resolve import resolve
+from compute_ctl.spec.responses import PromoteFailed
 
 if TYPE_CHECKING:
     from compute_ctl.compute.node import ComputeNode

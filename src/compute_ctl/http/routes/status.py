@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from compute_ctl.compute.state import ComputeState
 from compute_ctl.http.responses import json_ok, rfc3339_offset, rfc3339_z
+from compute_ctl.state import ComputeState
 
 if TYPE_CHECKING:
     from compute_ctl.compute.node import ComputeNode

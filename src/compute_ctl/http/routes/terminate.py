@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from compute_ctl.compute.state import ComputeStatus
 from compute_ctl.http.responses import json_ok, wrong_state
+from compute_ctl.state import ComputeStatus
 
 if TYPE_CHECKING:
     from compute_ctl.compute.node import ComputeNode

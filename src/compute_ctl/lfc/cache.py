@@ -25,16 +25,20 @@ import asyncio
 import contextlib
 import logging
 import time
-import urllib.error
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from compute_ctl.control_plane import status_line
 from compute_ctl.errors import ComputeError
-from compute_ctl.http.schemas import (
+from compute_ctl.lfc.cancel import CancelToken, TokenCancelledError, unless_cancelled
+from compute_ctl.lfc.endpoint_storage import (
+    request_object,
+    state_object,
+    transport_error,
+)
+from compute_ctl.lfc.errors import LfcError, error_with_context
+from compute_ctl.lfc.zstd import compress, decompress
+from compute_ctl.spec.responses import (
     LfcOffloadCompleted,
     LfcOffloadFailed,
     LfcOffloadNotOffloaded,
@@ -51,31 +55,15 @@ from compute_ctl.http.schemas import (
 )
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.metrics import PromMetrics
+    from compute_ctl.metrics import PromMetrics
     from compute_ctl.spec.resolve import ParsedSpec
 
 log = logging.getLogger(__name__)
 
-STATE_KEY = "lfc_state"
-REQUEST_TIMEOUT = 60.0
 APPLICATION_NAME = "compute_ctl:apply_config"
 PREWARM_QUERY = "select neon.prewarm_local_cache(%s)"
 PREWARM_INFO_QUERY = "select * from neon.get_prewarm_info()"
 OFFLOAD_QUERY = "select neon.get_local_cache_state()"
-NO_SPEC = "the compute has no spec"
-
-T = TypeVar("T")
-
-
-class LfcError(ComputeError):
-    """A prewarm or offload step failed; the text is what the state's `error` shows."""
-
-
-def _context(what: str, exc: BaseException) -> LfcError:
-    """`<what>: <cause>`, the way upstream prints an error with its context."""
-    from compute_ctl.postgres.connect import pg_error_text  # noqa: PLC0415 - psycopg is heavy
-
-    return LfcError(f"{what}: {pg_error_text(exc)}")
 
 
 async def maintenance_client(connstr: str) -> Any:
@@ -90,7 +78,7 @@ async def maintenance_client(connstr: str) -> Any:
     except ComputeError as exc:
         raise LfcError(f"connecting to postgres: {exc}") from None
     except psycopg.Error as exc:
-        raise _context("connecting to postgres", exc) from None
+        raise error_with_context("connecting to postgres", exc) from None
 
 
 def prewarm_display(state: LfcPrewarmState) -> str:
@@ -102,148 +90,6 @@ def prewarm_display(state: LfcPrewarmState) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Endpoint storage
-
-
-@dataclass(frozen=True)
-class EndpointStorageObject:
-    """Where one endpoint's LFC state lives, and the token that may read and write it."""
-
-    url: str
-    token: str = field(repr=False)
-
-
-def state_object(pspec: ParsedSpec | None, from_endpoint: str | None) -> EndpointStorageObject:
-    """The LFC state object of `from_endpoint`, or of this compute's endpoint when None."""
-    if pspec is None:
-        raise LfcError(NO_SPEC)
-    endpoint_id = from_endpoint if from_endpoint is not None else pspec.spec.endpoint_id
-    if endpoint_id is None:
-        raise LfcError("pspec.endpoint_id missing, other endpoint_id not provided")
-    addr = pspec.endpoint_storage_addr
-    if addr is None:
-        raise LfcError("pspec.endpoint_storage_addr missing")
-    token = pspec.endpoint_storage_token
-    if token is None:
-        raise LfcError("pspec.endpoint_storage_token missing")
-    endpoint = quote(endpoint_id, safe="")
-    url = f"http://{addr}/{pspec.tenant_id}/{pspec.timeline_id}/{endpoint}/{STATE_KEY}"
-    return EndpointStorageObject(url, token)
-
-
-@dataclass(frozen=True)
-class Download:
-    status: int
-    body: bytes
-    headers_ms: int
-    """Time until the status was known (upstream's `state_download_time_ms`)."""
-    body_ms: int
-
-
-def _request(obj: EndpointStorageObject, method: str, body: bytes | None = None) -> Download:
-    """One request to endpoint storage (blocking; run in a worker thread). Transport errors
-    raise OSError (or ValueError for an unusable URL)."""
-    request = urllib.request.Request(  # noqa: S310 - the URL is http:// by construction
-        obj.url, data=body, method=method, headers={"Authorization": f"Bearer {obj.token}"}
-    )
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:  # noqa: S310
-            status = response.status
-            headers_at = time.monotonic()
-            data = response.read() if status == 200 else b""
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-        headers_at = time.monotonic()
-        data = b""
-        exc.close()
-    return Download(
-        status,
-        data,
-        int((headers_at - started) * 1000),
-        int((time.monotonic() - headers_at) * 1000),
-    )
-
-
-def _transport_error(what: str, obj: EndpointStorageObject, exc: BaseException) -> LfcError:
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    return LfcError(f"{what}: error sending request for url ({obj.url}): {reason}")
-
-
-# --------------------------------------------------------------------------------------------
-# zstd
-
-
-def compress(data: bytes) -> bytes:
-    """One zstd frame at the default level (3), as upstream's encoder writes."""
-    import zstandard  # noqa: PLC0415 - only offload needs it
-
-    return zstandard.ZstdCompressor().compress(data)
-
-
-def decompress(data: bytes) -> bytes:
-    """One zstd frame, with or without its content size in the header. Truncated or
-    corrupt input is an error (ValueError)."""
-    import zstandard  # noqa: PLC0415 - only prewarm needs it
-
-    decoder = zstandard.ZstdDecompressor().decompressobj()
-    try:
-        out = decoder.decompress(data)
-    except zstandard.ZstdError as exc:
-        raise ValueError(str(exc)) from None
-    if not decoder.eof:
-        raise ValueError("unexpected end of file: the zstd frame is incomplete")
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Cancellation
-
-
-class CancelToken:
-    """Set once; whoever watches it stops what it is doing."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-
-
-class TokenCancelledError(Exception):
-    """The token was cancelled while a step ran."""
-
-
-async def unless_cancelled(token: CancelToken, work: Awaitable[T]) -> T:
-    """`work`'s result, or TokenCancelledError as soon as the token is cancelled (the work is then
-    cancelled; a worker thread behind it is abandoned). A result that is ready wins."""
-    if token.cancelled:
-        if isinstance(work, Coroutine):
-            work.close()
-        raise TokenCancelledError
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(token.wait())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    finally:
-        watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    raise TokenCancelledError
-
-
-# --------------------------------------------------------------------------------------------
-# The two state machines
 
 
 class Lfc:
@@ -305,9 +151,11 @@ class Lfc:
         log.info("requesting LFC state from endpoint storage: %s", obj.url)
         try:
             try:
-                download = await unless_cancelled(token, asyncio.to_thread(_request, obj, "GET"))
+                download = await unless_cancelled(
+                    token, asyncio.to_thread(request_object, obj, "GET")
+                )
             except (OSError, ValueError) as exc:
-                raise _transport_error("querying endpoint storage", obj, exc) from None
+                raise transport_error("querying endpoint storage", obj, exc) from None
             if download.status == 404:
                 log.info("no LFC state in endpoint storage: skipping the prewarm")
                 return LfcPrewarmSkipped()
@@ -350,7 +198,7 @@ class Lfc:
         try:
             await unless_cancelled(token, asyncio.shield(query))
         except psycopg.Error as exc:
-            raise _context("loading LFC state into postgres", exc) from None
+            raise error_with_context("loading LFC state into postgres", exc) from None
         except TokenCancelledError:
             try:
                 cancel_safe = getattr(conn, "cancel_safe", None)  # psycopg >= 3.2
@@ -359,7 +207,7 @@ class Lfc:
                 else:
                     await asyncio.to_thread(conn.cancel)
             except psycopg.Error as exc:
-                raise _context("cancelling neon.prewarm_local_cache()", exc) from None
+                raise error_with_context("cancelling neon.prewarm_local_cache()", exc) from None
             finally:
                 with contextlib.suppress(psycopg.Error):
                     await query
@@ -373,7 +221,7 @@ class Lfc:
             cursor = await conn.execute(PREWARM_INFO_QUERY)
             row = await cursor.fetchone()
         except psycopg.Error as exc:
-            raise _context("querying prewarm info", exc) from None
+            raise error_with_context("querying prewarm info", exc) from None
         if row is None:
             raise LfcError("querying prewarm info: query returned an unexpected number of rows")
 
@@ -425,7 +273,7 @@ class Lfc:
                 cursor = await conn.execute(OFFLOAD_QUERY)
                 row = await cursor.fetchone()
             except psycopg.Error as exc:
-                raise _context("querying LFC state", exc) from None
+                raise error_with_context("querying LFC state", exc) from None
         value = row[0] if row else None
         if value is None:
             log.info("empty LFC state, not exporting")
@@ -444,9 +292,9 @@ class Lfc:
 
         started = time.monotonic()
         try:
-            answer = await asyncio.to_thread(_request, obj, "PUT", compressed)
+            answer = await asyncio.to_thread(request_object, obj, "PUT", compressed)
         except (OSError, ValueError) as exc:
-            raise _transport_error("writing to endpoint storage", obj, exc) from None
+            raise transport_error("writing to endpoint storage", obj, exc) from None
         upload_ms = int((time.monotonic() - started) * 1000)
         if answer.status != 200:
             raise LfcError(f"request to endpoint storage failed: {status_line(answer.status)}")

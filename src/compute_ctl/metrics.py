@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.metrics_core import Metric
 
-from compute_ctl.compute.state import ComputeStatus
+from compute_ctl.state import ComputeStatus
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
 

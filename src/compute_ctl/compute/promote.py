@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from compute_ctl.errors import ComputeError
-from compute_ctl.http.schemas import (
+from compute_ctl.lfc import NO_SPEC, LfcError, maintenance_client, prewarm_display
+from compute_ctl.spec.responses import (
     LfcPrewarmFailed,
     LfcPrewarmNotPrewarmed,
     LfcPrewarmPrewarming,
@@ -28,7 +29,6 @@ from compute_ctl.http.schemas import (
     PromoteFailed,
     PromoteState,
 )
-from compute_ctl.lfc import NO_SPEC, LfcError, maintenance_client, prewarm_display
 from compute_ctl.spec.types import Lsn
 
 if TYPE_CHECKING:

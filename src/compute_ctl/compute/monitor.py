@@ -25,9 +25,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from compute_ctl.compute.metrics import PromMetrics
-from compute_ctl.compute.state import ComputeState, ComputeStatus, utcnow
+from compute_ctl.metrics import PromMetrics
 from compute_ctl.postgres.connect import connect, pg_error_text
+from compute_ctl.state import ComputeState, ComputeStatus, utcnow
 
 if TYPE_CHECKING:
     import psycopg
