@@ -15,7 +15,6 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +23,7 @@ from compute_ctl.compute.core_dumps import raise_core_limit
 from compute_ctl.control_plane import RPC, fetch_config
 from compute_ctl.errors import ComputeError, SpecError
 from compute_ctl.http.auth import AllowAll, Authorizer
+from compute_ctl.params import AUTOSCALING_ENV, Params
 from compute_ctl.pid1 import init_if_pid1
 from compute_ctl.spec.load import load_compute_config, load_compute_spec
 from compute_ctl.spec.models import ComputeCtlConfig, ComputeSpec
@@ -39,37 +39,6 @@ DEFAULT_FILECACHE_CONNSTR = (
 
 class UsageError(Exception):
     """A command line that cannot work: exit status 2."""
-
-
-@dataclass(frozen=True)
-class Params:
-    """Everything the command line says, validated."""
-
-    pgbin: str
-    pgdata: Path
-    connstr: str
-    compute_id: str | None
-    config_path: Path | None
-    spec_path: Path | None
-    control_plane_uri: str | None
-    external_http_port: int
-    internal_http_port: int
-    remote_ext_base_url: str | None
-    privileged_role_name: str
-    cgroup: str
-    filecache_connstr: str
-    vm_monitor_addr: str
-    resize_swap_on_bind: bool
-    set_disk_quota_for_fs: str | None
-    installed_extensions_collection_interval: int
-    dev: bool
-    pg_init_timeout: float | None
-    lakebase_mode: bool
-
-    @property
-    def pg_bindir(self) -> Path:
-        """Where `initdb`, `pg_ctl`, `pg_config`… live: next to `postgres`."""
-        return Path(self.pgbin).parent
 
 
 class _Parser(argparse.ArgumentParser):
@@ -208,6 +177,7 @@ def params_from_args(args: argparse.Namespace) -> Params:
         dev=args.dev,
         pg_init_timeout=args.pg_init_timeout,
         lakebase_mode=args.lakebase_mode,
+        autoscaling=AUTOSCALING_ENV in os.environ,
     )
 
 
@@ -307,12 +277,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ComputeError as exc:
         print(f"compute_ctl: error: {exc.one_line()}", file=sys.stderr)
         return 1
-    from compute_ctl.compute.node import ComputeNode  # noqa: PLC0415 - keep --help fast
+    from compute_ctl.main import run_compute  # noqa: PLC0415 - keep --help fast
 
     authorizer = make_authorizer(params, ctl_config)
-    node = ComputeNode(params, pspec=pspec, ctl_config=ctl_config, authorizer=authorizer, prom=prom)
     try:
-        return asyncio.run(node.run())
+        return asyncio.run(
+            run_compute(
+                params, pspec=pspec, ctl_config=ctl_config, authorizer=authorizer, prom=prom
+            )
+        )
     except ComputeError as exc:  # e.g. a listener port already in use
         print(f"compute_ctl: error: {exc.one_line()}", file=sys.stderr)
         return 1

@@ -5,16 +5,23 @@ refuses any other (an illegal transition is a bug, never silently overwritten). 
 lives in one `ComputeState` guarded by an `asyncio.Condition`; every change notifies all waiters,
 so HTTP handlers can wait for `running` or `terminated` without blocking the event loop or other
 requests.
+
+Whoever asks for a change does it through one of `ComputeState`'s named operations
+(`request_configure`, `request_termination`, `take_configurator_work`, …): each bundles the
+guard, the transition and the wake-up, and no other module touches the condition.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
+from typing import Literal
 
+from compute_ctl.errors import ComputeError
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.types import Lsn
 
@@ -101,6 +108,18 @@ class WrongStateError(Exception):
         self.status = status
 
 
+class RefreshRefusedError(ComputeError):
+    """`/refresh_configuration` in a status that cannot refresh (HTTP 500, as upstream)."""
+
+    def __init__(self, status: ComputeStatus) -> None:
+        super().__init__(f"Cannot refresh compute configuration in state {status.variant}")
+
+
+ConfiguratorWork = Literal["configure", "refresh", "stop", "none"]
+"""What the configurator found after a wake-up: a spec to apply, a refresh to run, the end of
+its work (failed or terminating), or nothing for it."""
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -141,6 +160,10 @@ class ComputeState:
     metrics: ComputeMetrics = field(default_factory=ComputeMetrics)
     condition: asyncio.Condition = field(default_factory=asyncio.Condition, repr=False)
     listeners: list[StatusListener] = field(default_factory=list, repr=False)
+    refresh_requests: int = 0
+    """`/refresh_configuration` calls accepted so far."""
+    refresh_taken: int = 0
+    """How many of them the configurator has taken up."""
 
     async def set_status(self, new: ComputeStatus, *, error: str | None = None) -> None:
         """Move to `new` (it must be an allowed transition) and wake every waiter."""
@@ -176,3 +199,121 @@ class ComputeState:
         async with self.condition:
             await self.condition.wait_for(lambda: self.status in wanted)
             return self.status
+
+    # ----------------------------------------------------------------------------------------
+    # Named operations: each one guard, transition and wake-up, under the condition.
+
+    async def request_configure(self, pspec: ParsedSpec) -> ComputeStatus:
+        """`/configure`: store `pspec` and ask for it to be applied (from `empty` or
+        `running`, else WrongStateError); wait until the compute is `running` or `failed` and
+        return which."""
+        async with self.condition:
+            if self.status not in (ComputeStatus.EMPTY, ComputeStatus.RUNNING):
+                raise WrongStateError(self.status)
+            self.pspec = pspec
+            self.set_locked(ComputeStatus.CONFIGURATION_PENDING)
+            await self.condition.wait_for(
+                lambda: self.status in (ComputeStatus.RUNNING, ComputeStatus.FAILED)
+            )
+            return self.status
+
+    async def request_termination(self, pending: ComputeStatus) -> bool:
+        """`/terminate`: move to the `pending` termination status from `empty` or `running`
+        (else WrongStateError). False when the compute is already terminated."""
+        async with self.condition:
+            if self.status is ComputeStatus.TERMINATED:
+                return False
+            if self.status not in (ComputeStatus.EMPTY, ComputeStatus.RUNNING):
+                raise WrongStateError(self.status)
+            self.set_locked(pending)
+            return True
+
+    async def complete_termination(self) -> ComputeStatus | None:
+        """After Postgres exited: a pending termination becomes `terminated`. Returns the
+        pending status it completed, or None when none was pending."""
+        async with self.condition:
+            pending = self.status
+            if not pending.is_termination_pending:
+                return None
+            self.set_locked(ComputeStatus.TERMINATED)
+            return pending
+
+    async def request_refresh(self) -> None:
+        """`/refresh_configuration`: a no-op while starting; from `running`, `failed` or
+        already pending, one more refresh is asked for; RefreshRefusedError otherwise."""
+        async with self.condition:
+            status = self.status
+            if status is ComputeStatus.INIT:
+                return
+            if status not in (
+                ComputeStatus.RUNNING,
+                ComputeStatus.FAILED,
+                ComputeStatus.REFRESH_CONFIGURATION_PENDING,
+            ):
+                raise RefreshRefusedError(status)
+            self.refresh_requests += 1
+            self.set_locked(ComputeStatus.REFRESH_CONFIGURATION_PENDING)
+
+    def _configurator_has_work(self) -> bool:
+        return self.status is ComputeStatus.CONFIGURATION_PENDING or (
+            self.status is ComputeStatus.REFRESH_CONFIGURATION_PENDING
+            and self.refresh_requests > self.refresh_taken
+        )
+
+    async def take_configurator_work(self) -> ConfiguratorWork:
+        """The configurator's wait: unless work is already waiting, wait for the next status
+        change, then take up a pending configuration (→ `configuration`) or refresh
+        (→ `refresh_configuration`)."""
+        async with self.condition:
+            if not self._configurator_has_work():
+                await self.condition.wait()
+            status = self.status
+            if status is ComputeStatus.CONFIGURATION_PENDING:
+                self.set_locked(ComputeStatus.CONFIGURATION)
+                return "configure"
+            if status is ComputeStatus.REFRESH_CONFIGURATION_PENDING:
+                self.refresh_taken = self.refresh_requests
+                self.set_locked(ComputeStatus.REFRESH_CONFIGURATION)
+                return "refresh"
+            if status is ComputeStatus.FAILED or status.is_termination_pending:
+                return "stop"
+            return "none"
+
+    async def request_reconfigure(self, wait_in: frozenset[ComputeStatus]) -> bool:
+        """Ask for a re-configure of the current spec (a renewed TLS certificate): wait while
+        the status is one of `wait_in`, then from `running` move to `configuration_pending`.
+        True once one is asked for or already pending; False when the compute is in neither
+        (failed or terminating)."""
+        async with self.condition:
+            while True:
+                status = self.status
+                if status is ComputeStatus.RUNNING:
+                    self.set_locked(ComputeStatus.CONFIGURATION_PENDING)
+                    return True
+                if status is ComputeStatus.CONFIGURATION_PENDING:
+                    return True  # a re-configure is coming anyway
+                if status not in wait_in:
+                    return False
+                await self.condition.wait()
+
+    async def wait_for_change(self, changed: Callable[[], bool], seconds: float) -> None:
+        """Sleep up to `seconds`, waking early once `changed()` holds after a change."""
+        async with self.condition:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.condition.wait_for(changed), seconds)
+
+    async def wait_for_spec(self) -> ParsedSpec | None:
+        """Empty: wait for /configure (→ the spec) or /terminate (→ None). The wait is
+        `wait_for_spec_ms`, and the start-up's clock starts when the spec arrives."""
+        started = self.start_time
+        status = await self.wait_for(
+            ComputeStatus.CONFIGURATION_PENDING,
+            ComputeStatus.TERMINATION_PENDING_FAST,
+            ComputeStatus.TERMINATION_PENDING_IMMEDIATE,
+        )
+        if status.is_termination_pending:
+            return None
+        now = utcnow()
+        self.metrics.wait_for_spec_ms = int((now - started).total_seconds() * 1000)
+        self.start_time = now
+        return self.pspec

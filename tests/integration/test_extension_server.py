@@ -21,7 +21,8 @@ import pytest
 from compute_ctl.cli import parse_params
 from compute_ctl.compute.node import ComputeNode
 from compute_ctl.errors import ComputeError
-from compute_ctl.http.app import bind_socket, internal_app, make_server
+from compute_ctl.http.app import internal_app
+from compute_ctl.http.server import bind_socket, make_server
 from compute_ctl.spec.load import load_compute_spec
 from compute_ctl.spec.resolve import resolve
 from compute_ctl.state import ComputeMetrics

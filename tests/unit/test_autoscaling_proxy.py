@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from compute_ctl.http.routes.autoscaling_metrics import fetch_over_unix_socket
+from compute_ctl.postgres.communicator import fetch_over_unix_socket
 
 BODY = b"# TYPE lfc_hits counter\nlfc_hits 3\n"
 

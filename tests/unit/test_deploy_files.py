@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 import yaml
 
-from compute_ctl.cli import Params, parse_params
+from compute_ctl.cli import parse_params
 from compute_ctl.compute.node import STOP_TIMEOUT
+from compute_ctl.params import Params
 from compute_ctl.spec.load import load_compute_config
 from compute_ctl.spec.resolve import resolve
 from compute_ctl.state import ComputeStatus

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from compute_ctl.http.app import KEEP_ALIVE_SECONDS, make_server
+from compute_ctl.http.server import KEEP_ALIVE_SECONDS, make_server
 
 
 def test_idle_keep_alive_connections_outlive_uvicorns_default() -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from compute_ctl.compute.node import ComputeNode
 from compute_ctl.compute.promote import PromoteError, Promotion, wait_for_replay
-from compute_ctl.lfc import NO_SPEC
+from compute_ctl.lfc import NO_SPEC, Lfc
+from compute_ctl.metrics import PromMetrics
 from compute_ctl.spec.load import load_compute_spec
 from compute_ctl.spec.resolve import ParsedSpec, resolve
 from compute_ctl.spec.responses import (
@@ -26,6 +25,7 @@ from compute_ctl.spec.responses import (
     PromoteState,
 )
 from compute_ctl.spec.types import Lsn
+from compute_ctl.state import ComputeState
 from tests.specs import storage_spec
 
 CLOSED = "postgresql://cloud_admin@127.0.0.1:1/postgres"
@@ -77,18 +77,21 @@ def test_replay_wait_returns_once_caught_up() -> None:
     assert clock.sleeps == []
 
 
-def fake_node(parsed: ParsedSpec | None, prewarm: LfcPrewarmState) -> ComputeNode:
-    node = SimpleNamespace(
-        state=SimpleNamespace(pspec=parsed),
-        lfc=SimpleNamespace(prewarm_state=prewarm),
-        params=SimpleNamespace(connstr=CLOSED),
-    )
-    return cast(ComputeNode, node)
+def promotion_for(parsed: ParsedSpec | None, prewarm: LfcPrewarmState) -> Promotion:
+    """A promotion of a compute whose spec is `parsed` and whose last prewarm is `prewarm`;
+    its Postgres (at CLOSED) does not answer."""
+    lfc = Lfc(CLOSED, lambda: parsed, PromMetrics())
+    lfc.prewarm_state = prewarm
+
+    async def reconfigure(pspec: ParsedSpec) -> None:
+        raise AssertionError("no promotion gets as far as re-configuring here")
+
+    return Promotion(ComputeState(pspec=parsed), lfc, CLOSED, reconfigure)
 
 
 def test_single_flight() -> None:
     async def scenario() -> None:
-        promotion = Promotion(fake_node(None, LfcPrewarmSkipped()))
+        promotion = promotion_for(None, LfcPrewarmSkipped())
         release = asyncio.Event()
         calls: list[Lsn] = []
 
@@ -125,13 +128,13 @@ def test_single_flight() -> None:
     ],
 )
 def test_preconditions(mode: Any, prewarm: LfcPrewarmState, error: str) -> None:
-    promotion = Promotion(fake_node(pspec(mode=mode), prewarm))
+    promotion = promotion_for(pspec(mode=mode), prewarm)
     outcome: PromoteState = asyncio.run(promotion.promote(pspec(), Lsn(0)))
     assert outcome == PromoteFailed(error=error)
 
 
 def test_no_spec() -> None:
-    promotion = Promotion(fake_node(None, LfcPrewarmSkipped()))
+    promotion = promotion_for(None, LfcPrewarmSkipped())
     assert asyncio.run(promotion.promote(pspec(), Lsn(0))) == PromoteFailed(error=NO_SPEC)
 
 
@@ -139,7 +142,7 @@ def test_no_spec() -> None:
 def test_other_prewarm_states_pass(prewarm: LfcPrewarmState) -> None:
     """A failed (or any ended) prewarm does not stop a promotion: here it goes on to
     connect, and there is no Postgres."""
-    promotion = Promotion(fake_node(pspec(mode="Replica"), prewarm))
+    promotion = promotion_for(pspec(mode="Replica"), prewarm)
     outcome = asyncio.run(promotion.promote(pspec(), Lsn(0)))
     assert isinstance(outcome, PromoteFailed)
     assert outcome.error.startswith("connecting to postgres: ")

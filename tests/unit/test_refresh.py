@@ -55,8 +55,8 @@ class Harness:
             self.exit_codes.append(code)
 
         self.node.configurator.obtain_spec = obtain  # type: ignore[method-assign]
-        self.node.reconfigure = reconfigure  # type: ignore[method-assign]
-        self.node.exit_now = exit_now  # type: ignore[method-assign]
+        self.node.configurator.reconfigure = reconfigure
+        self.node.configurator.exit_now = exit_now
 
     @staticmethod
     async def _same() -> ComputeSpec | None:

@@ -99,7 +99,7 @@ def test_with_tls_adds_client_tls_settings() -> None:
 
 
 def test_locations_defaults_and_overrides() -> None:
-    pod = SidecarLocations.from_environ({"PGBOUNCER_PASSWORD": "pw"})
+    pod = SidecarLocations.from_environ({"PGBOUNCER_PASSWORD": "pw"}, vm=False)
     assert pod.pgbouncer_ini == Path("/var/db/postgres/pgbouncer/pgbouncer.ini")
     assert pod.pgbouncer_pid_file == Path("/tmp/pgbouncer.pid")
     assert pod.pgbouncer_admin == (
@@ -109,7 +109,7 @@ def test_locations_defaults_and_overrides() -> None:
     assert pod.local_proxy_pid_file == Path("/etc/local_proxy/pid")
     assert pod.pgbouncer_password == "pw"
     assert "pw" not in repr(pod)
-    vm = SidecarLocations.from_environ({"AUTOSCALING": "", "PGBOUNCER_PASSWORD": "pw"})
+    vm = SidecarLocations.from_environ({"PGBOUNCER_PASSWORD": "pw"}, vm=True)
     assert vm.pgbouncer_ini == Path("/etc/pgbouncer.ini")
     assert vm.pgbouncer_admin == "host=/tmp port=6432 dbname=pgbouncer user=pgbouncer"
     assert vm.pgbouncer_password is None
@@ -119,7 +119,8 @@ def test_locations_defaults_and_overrides() -> None:
             "COMPUTE_CTL_PGBOUNCER_PID_FILE": "/x/pgb.pid",
             "COMPUTE_CTL_PGBOUNCER_ADMIN": "host=/x port=1",
             "COMPUTE_CTL_LOCAL_PROXY_DIR": "/x/lp",
-        }
+        },
+        vm=False,
     )
     assert moved.pgbouncer_ini == Path("/x/pgb.ini")
     assert moved.pgbouncer_pid_file == Path("/x/pgb.pid")

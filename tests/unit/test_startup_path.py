@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from compute_ctl.http.app import bind_socket
+from compute_ctl.http.server import bind_socket
 
 HEAVY = (
     "psycopg",

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from compute_ctl.compute import tls
+from compute_ctl import tls
 from compute_ctl.errors import ComputeError
 from compute_ctl.spec.models import TlsConfig
 from compute_ctl.state import ComputeState, ComputeStatus

@@ -7,6 +7,8 @@ shared catalogs — which databases have subscriptions (`pg_subscription`), whic
 privileges granted to the privileged role and where a role about to be dropped still owns or
 is granted something (`pg_shdepend`). Knowing those without connecting to every database is what
 lets an unchanged spec be re-applied without opening a single per-database connection.
+
+`list_dbs_and_roles` is the other reader: what `GET /dbs_and_roles` shows.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
+
+from compute_ctl.errors import PostgresError
+from compute_ctl.postgres.connect import connect, pg_error_text
+from compute_ctl.spec.models import Database, Role
+from compute_ctl.spec.responses import DbsAndRoles
 
 SHARED_OBJECTS_DBID = 0  # pg_shdepend.dbid of dependencies of shared objects (databases, …)
 SYSTEM_EXTENSIONS = ("neon", "neon_utils", "pg_stat_statements", "pgaudit", "pgauditlogtofile")
@@ -209,3 +216,41 @@ async def inspect(
         drop_subscriptions_done=done,
         role_dependencies={name: frozenset(dbids) for name, dbids in dependencies.items()},
     )
+
+
+# --------------------------------------------------------------------------------------------
+# `GET /dbs_and_roles`: the roles and databases Postgres has now, as the API shows them.
+
+LIST_APPLICATION_NAME = "compute_ctl:get_dbs_and_roles"
+_LIST_ROLES = "SELECT rolname, rolpassword FROM pg_catalog.pg_authid"
+_LIST_DATABASES = (
+    "SELECT datname, (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = datdba), "
+    "NOT datallowconn, datconnlimit = -2 FROM pg_catalog.pg_database"
+)
+
+
+async def list_dbs_and_roles(connstr: str) -> DbsAndRoles:
+    """Every role (with its stored password verifier) and every database; PostgresError
+    when Postgres cannot be reached or read."""
+    try:
+        async with await connect(connstr, LIST_APPLICATION_NAME) as conn:
+            cur = await conn.execute(_LIST_ROLES)
+            roles = [
+                Role(name=name, encrypted_password=password)
+                for name, password in await cur.fetchall()
+            ]
+            cur = await conn.execute(_LIST_DATABASES)
+            databases = [
+                # model_construct: the internal flags are dropped when a Database is validated.
+                Database.model_construct(
+                    name=name,
+                    owner=owner or "",
+                    options=None,
+                    restrict_conn=restrict,
+                    invalid=invalid,
+                )
+                for name, owner, restrict, invalid in await cur.fetchall()
+            ]
+    except psycopg.Error as exc:
+        raise PostgresError(pg_error_text(exc)) from None
+    return DbsAndRoles(roles=roles, databases=databases)

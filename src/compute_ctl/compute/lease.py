@@ -10,8 +10,6 @@ and every sleep ends early when the pageserver connection info changes.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime
 import logging
 from collections.abc import Awaitable, Callable
@@ -102,9 +100,7 @@ async def _sleep_unless_conninfo_changes(
     def changed() -> bool:
         return state.pspec is None or state.pspec.pageserver_conninfo != conninfo
 
-    async with state.condition:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.condition.wait_for(changed), seconds)
+    await state.wait_for_change(changed, seconds)
 
 
 async def lease_loop(state: ComputeState, lsn: Lsn) -> None:

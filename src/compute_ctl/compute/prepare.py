@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from compute_ctl.compute.tls import install_tls_files, tls_active
 from compute_ctl.errors import ComputeError, StorageError
 from compute_ctl.postgres.conf import (
     PG_HBA_MD5_LINE,
@@ -27,6 +26,7 @@ from compute_ctl.spec.types import Lsn
 from compute_ctl.state import ComputeMetrics
 from compute_ctl.storage.extract import fixup_signal_files
 from compute_ctl.storage.retry import basebackup_retry_policy
+from compute_ctl.tls import install_tls_files, tls_active
 
 log = logging.getLogger(__name__)
 

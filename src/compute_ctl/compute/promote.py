@@ -32,8 +32,9 @@ from compute_ctl.spec.responses import (
 from compute_ctl.spec.types import Lsn
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
+    from compute_ctl.lfc import Lfc
     from compute_ctl.spec.resolve import ParsedSpec
+    from compute_ctl.state import ComputeState
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ RETRIES = 20
 POLL_INTERVAL = 1.0
 
 Sleep = Callable[[float], Awaitable[None]]
+Reconfigure = Callable[["ParsedSpec"], Awaitable[None]]
 
 
 class PromoteError(ComputeError):
@@ -88,13 +90,19 @@ class Promotion:
 
     def __init__(
         self,
-        node: ComputeNode,
+        state: ComputeState,
+        lfc: Lfc,
+        connstr: str,
+        reconfigure: Reconfigure,
         *,
         retries: int = RETRIES,
         interval: float = POLL_INTERVAL,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.node = node
+        self.state = state
+        self.lfc = lfc
+        self.connstr = connstr
+        self.reconfigure = reconfigure
         self.retries = retries
         self.interval = interval
         self.sleep = sleep
@@ -121,14 +129,13 @@ class Promotion:
         return state
 
     def _check_preconditions(self) -> None:
-        node = self.node
-        current = node.state.pspec
+        current = self.state.pspec
         if current is None:
             raise PromoteError(NO_SPEC)
         mode = current.spec.mode
         if mode.kind != "replica":
             raise PromoteError(f'compute mode "{mode.type_str()}" is not replica')
-        prewarm = node.lfc.prewarm_state
+        prewarm = self.lfc.prewarm_state
         if isinstance(prewarm, LfcPrewarmNotPrewarmed | LfcPrewarmPrewarming):
             raise PromoteError(f"compute {prewarm_display(prewarm)}")
         if isinstance(prewarm, LfcPrewarmFailed):
@@ -140,7 +147,6 @@ class Promotion:
         from compute_ctl.postgres.connect import pg_error_text  # noqa: PLC0415
 
         self._check_preconditions()
-        node = self.node
 
         async def run(what: str, sql: str) -> Any:
             try:
@@ -150,7 +156,7 @@ class Promotion:
                 raise PromoteError(f"{what}: {pg_error_text(exc)}") from None
 
         try:
-            conn = await maintenance_client(node.params.connstr)
+            conn = await maintenance_client(self.connstr)
         except LfcError as exc:
             raise PromoteError(str(exc)) from None
         async with conn:
@@ -194,9 +200,9 @@ class Promotion:
             if row is not None and row[0] == "on":
                 raise PromoteError("replica in read only mode after promotion")
 
-        node.state.pspec = pspec
+        self.state.pspec = pspec
         log.info("applied the new spec, reconfiguring as primary")
-        await node.reconfigure(pspec)
+        await self.reconfigure(pspec)
         reconfigure_ms = int((time.monotonic() - started) * 1000)
         return PromoteCompleted(
             lsn_wait_time_ms=lsn_wait_ms,

@@ -15,10 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from compute_ctl.http.auth import authorized
+from compute_ctl.http.auth import Authorizer, authorized
+from compute_ctl.http.compute_api import ComputeApi
 from compute_ctl.http.schemas import GenericError
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request, ComputeApi], Awaitable[Response]]
+"""A route's handler: the request, and the compute it may ask things of."""
 
 JSON = "application/json"
 TEXT = "text/plain"
@@ -40,7 +43,7 @@ class Reply:
 class ApiRoute:
     method: str
     path: str
-    endpoint: Endpoint
+    handler: Handler
     replies: tuple[Reply, ...]
     auth: bool = False
     body: Any = None
@@ -48,12 +51,20 @@ class ApiRoute:
 
     @property
     def summary(self) -> str:
-        doc = self.endpoint.__doc__ or ""
+        doc = self.handler.__doc__ or ""
         return doc.strip().split("\n", 1)[0]
 
-    def route(self) -> Route:
-        endpoint = authorized(self.endpoint) if self.auth else self.endpoint
-        return Route(self.path, endpoint, methods=[self.method])
+    def route(self, compute: ComputeApi, authorizer: Authorizer) -> Route:
+        """The Starlette route: the handler bound to `compute`, guarded when `auth`."""
+        handler = self.handler
+
+        async def endpoint(request: Request) -> Response:
+            return await handler(request, compute)
+
+        endpoint.__name__ = handler.__name__
+        endpoint.__doc__ = handler.__doc__
+        guarded = authorized(endpoint, authorizer) if self.auth else endpoint
+        return Route(self.path, guarded, methods=[self.method])
 
 
 def error(status: int, description: str) -> Reply:

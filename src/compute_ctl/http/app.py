@@ -1,18 +1,11 @@
-"""The two Starlette apps (external and internal listener) and how they are served.
-
-Both listeners run as tasks on compute_ctl's one event loop (`uvicorn.Server.serve`); signal
-handling stays with the lifecycle, so uvicorn is told not to install its own handlers.
-"""
+"""The two Starlette apps (external and internal listener): their route tables and how a
+route table becomes an app bound to one compute (serving them is `http/server.py`'s job)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -21,6 +14,7 @@ from starlette.responses import Response
 
 from compute_ctl.http.api import JSON, PROMETHEUS, TEXT, ApiRoute, Reply, error
 from compute_ctl.http.auth import AllowAll, Authorizer
+from compute_ctl.http.compute_api import ComputeApi
 from compute_ctl.http.middleware import RequestIdMiddleware
 from compute_ctl.http.routes.autoscaling_metrics import get_autoscaling_metrics
 from compute_ctl.http.routes.check_writability import post_check_writability
@@ -70,9 +64,6 @@ from compute_ctl.spec.responses import (
     PromoteFailed,
 )
 from compute_ctl.state import ComputeMetrics
-
-if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
 
 log = logging.getLogger(__name__)
 
@@ -333,83 +324,23 @@ INTERNAL_ROUTES: tuple[ApiRoute, ...] = (
 
 
 def _app(
-    routes: tuple[ApiRoute, ...], node: ComputeNode, authorizer: Authorizer, title: str
+    routes: tuple[ApiRoute, ...], compute: ComputeApi, authorizer: Authorizer, title: str
 ) -> Starlette:
     app = Starlette(
-        routes=[route.route() for route in routes],
+        routes=[route.route(compute, authorizer) for route in routes],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={404: _empty_error, 405: _empty_error},
     )
-    app.state.compute = node
-    app.state.authorizer = authorizer
     app.state.api_routes = routes
     app.state.api_title = title
     return app
 
 
-def external_app(node: ComputeNode, authorizer: Authorizer | None = None) -> Starlette:
+def external_app(compute: ComputeApi, authorizer: Authorizer | None = None) -> Starlette:
     """Control plane, scrapers and tests: JWT-authorized except /metrics and /openapi.json."""
-    return _app(EXTERNAL_ROUTES, node, authorizer or AllowAll(), "compute_ctl external HTTP API")
+    return _app(EXTERNAL_ROUTES, compute, authorizer or AllowAll(), "compute_ctl external HTTP API")
 
 
-def internal_app(node: ComputeNode) -> Starlette:
+def internal_app(compute: ComputeApi) -> Starlette:
     """Postgres' extension, local_proxy and tests: no authentication."""
-    return _app(INTERNAL_ROUTES, node, AllowAll(), "compute_ctl internal HTTP API")
-
-
-def bind_socket(port: int, host: str | None = None) -> socket.socket:
-    """Listen on all interfaces like upstream (`[::]`, dual-stack), or on IPv4 only where the
-    machine has no IPv6.
-
-    The protocol is IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets
-    that say TCP, and without it an answer written in two parts (head, body) waits for the
-    client's delayed ACK, 40 ms per request on Linux.
-    """
-    if host is None:
-        with contextlib.suppress(OSError):
-            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-            try:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(("::", port))
-            except OSError:
-                sock.close()
-                raise
-            sock.listen(1024)
-            sock.setblocking(False)
-            return sock
-        host = "0.0.0.0"  # noqa: S104 - upstream listens on every interface
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: the lifecycle owns SIGINT/SIGTERM/SIGQUIT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-KEEP_ALIVE_SECONDS = 75
-"""How long an idle keep-alive connection stays open. uvicorn's default (5 s) would close
-connections that clients of upstream's server (which does not time them out) keep in their
-pools, and a request sent just as the server closes its connection fails."""
-
-
-def make_server(app: Starlette) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        ws="none",  # no WebSocket routes: skip loading a WebSocket implementation
-    )
-    return _Server(config)
+    return _app(INTERNAL_ROUTES, compute, AllowAll(), "compute_ctl internal HTTP API")

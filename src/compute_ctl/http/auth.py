@@ -29,11 +29,10 @@ class AllowAll:
         return None
 
 
-def authorized(endpoint: Endpoint) -> Endpoint:
-    """Guard a route with the app's authorizer (`app.state.authorizer`)."""
+def authorized(endpoint: Endpoint, authorizer: Authorizer) -> Endpoint:
+    """Guard a route with `authorizer`."""
 
     async def guarded(request: Request) -> Response:
-        authorizer: Authorizer = request.app.state.authorizer
         refusal = authorizer.check(request)
         if refusal is not None:
             return refusal

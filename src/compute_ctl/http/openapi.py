@@ -80,9 +80,9 @@ def _response(reply: Reply, schemas: _Schemas) -> dict[str, Any]:
 
 
 def _operation(route: ApiRoute, schemas: _Schemas) -> dict[str, Any]:
-    doc = (route.endpoint.__doc__ or "").strip()
+    doc = (route.handler.__doc__ or "").strip()
     operation: dict[str, Any] = {
-        "operationId": route.endpoint.__name__,
+        "operationId": route.handler.__name__,
         "summary": route.summary,
         "description": doc,
         "security": [{SECURITY_SCHEME: []}] if route.auth else [],

@@ -55,8 +55,9 @@ class SidecarLocations:
         return self.local_proxy_dir / "pid"
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> SidecarLocations:
-        vm = "AUTOSCALING" in environ
+    def from_environ(cls, environ: Mapping[str, str], *, vm: bool) -> SidecarLocations:
+        """The locations the environment names, else the defaults of a VM (`vm`: the
+        `AUTOSCALING` flag compute_ctl read at start) or of a pod."""
 
         def get(name: str) -> str | None:
             return environ.get(name) or None

@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from compute_ctl.compute import tls as compute_tls
+from compute_ctl import tls as compute_tls
 from compute_ctl.errors import ComputeError
 from compute_ctl.files import replace_file
 from compute_ctl.sidecars.locations import SidecarLocations

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 PGBOUNCER_NAME = "pgbouncer"
 
-Spawn = Callable[[Awaitable[None], str], None]
+Spawn = Callable[[Awaitable[None], str], object]
 
 
 def _problem(exc: BaseException) -> str:

@@ -2,46 +2,30 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from compute_ctl.errors import PostgresError
 from compute_ctl.http.responses import json_error, json_ok, unless_running
-from compute_ctl.postgres.connect import connect, pg_error_text
+from compute_ctl.postgres.health import check_writability
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
-
-log = logging.getLogger(__name__)
-
-APPLICATION_NAME = "compute_ctl:availability_checker"
-HEALTH_CHECK_QUERY = (
-    "INSERT INTO public.health_check VALUES (1, pg_catalog.now()) "
-    "ON CONFLICT (id) DO UPDATE SET updated_at = pg_catalog.now();"
-)
-DISK_FULL = "53100"
+    from compute_ctl.http.compute_api import ComputeApi
 
 
-async def post_check_writability(request: Request) -> Response:
+async def post_check_writability(request: Request, compute: ComputeApi) -> Response:
     """Write the health-check row on the system database.
 
     200: `true`: written, or the disk is full (SQLSTATE 53100 counts as writable).
     412: the compute is not running.
     500: the connection or the statement failed (`{"error": <Postgres error>}`).
     """
-    import psycopg  # noqa: PLC0415 - psycopg is heavy: off the start-up path
-
-    node: ComputeNode = request.app.state.compute
-    if (refusal := unless_running(node.state)) is not None:
+    if (refusal := unless_running(compute.state)) is not None:
         return refusal
     try:
-        async with await connect(node.params.connstr, APPLICATION_NAME) as conn:
-            await conn.execute(HEALTH_CHECK_QUERY)
-    except psycopg.Error as exc:
-        if exc.sqlstate == DISK_FULL:
-            log.warning("Tenant disk is full")
-            return json_ok(True)
-        return json_error(pg_error_text(exc), 500)
+        await check_writability(compute.params.connstr)
+    except PostgresError as exc:
+        return json_error(str(exc), 500)
     return json_ok(True)

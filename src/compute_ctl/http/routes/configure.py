@@ -13,13 +13,13 @@ from compute_ctl.http.responses import json_error, json_ok, rust_debug_str, wron
 from compute_ctl.http.routes.status import status_body
 from compute_ctl.spec.models import ConfigurationRequest
 from compute_ctl.spec.resolve import resolve
-from compute_ctl.state import ComputeStatus
+from compute_ctl.state import ComputeStatus, WrongStateError
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
+    from compute_ctl.http.compute_api import ComputeApi
 
 
-async def post_configure(request: Request) -> Response:
+async def post_configure(request: Request, compute: ComputeApi) -> Response:
     """Store the spec and wait until it is applied.
 
     200: applied; the status object.
@@ -29,7 +29,6 @@ async def post_configure(request: Request) -> Response:
     422: the JSON does not have the ConfigurationRequest shape.
     500: the compute failed while applying it (`compute configuration failed: "<error>"`).
     """
-    node: ComputeNode = request.app.state.compute
     try:
         body = await read_json_body(request, ConfigurationRequest)
     except BodyError as exc:
@@ -38,17 +37,12 @@ async def post_configure(request: Request) -> Response:
         pspec = resolve(body.spec)
     except SpecError as exc:
         return json_error(exc.problem, 400)
-    state = node.state
-    async with state.condition:
-        if state.status not in (ComputeStatus.EMPTY, ComputeStatus.RUNNING):
-            return wrong_state(state.status)
-        state.pspec = pspec
-        state.set_locked(ComputeStatus.CONFIGURATION_PENDING)
-        await state.condition.wait_for(
-            lambda: state.status in (ComputeStatus.RUNNING, ComputeStatus.FAILED)
-        )
-        outcome: ComputeStatus = state.status
-        if outcome is ComputeStatus.FAILED:
-            detail = rust_debug_str(state.error if state.error else "unknown error")
-            return json_error(f"compute configuration failed: {detail}", 500)
-        return json_ok(status_body(state))
+    state = compute.state
+    try:
+        outcome = await state.request_configure(pspec)
+    except WrongStateError as exc:
+        return wrong_state(exc.status)
+    if outcome is ComputeStatus.FAILED:
+        detail = rust_debug_str(state.error if state.error else "unknown error")
+        return json_error(f"compute configuration failed: {detail}", 500)
+    return json_ok(status_body(state))

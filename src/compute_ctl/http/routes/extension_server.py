@@ -16,7 +16,7 @@ from compute_ctl.remote_ext.errors import DownloadError, ExtensionNotFoundError
 from compute_ctl.remote_ext.manager import NOT_CONFIGURED
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
+    from compute_ctl.http.compute_api import ComputeApi
 
 FIELD = "is_library"
 NO_REMOTE_EXTENSIONS = "information about remote extensions is unavailable"
@@ -37,7 +37,7 @@ def is_library(query: str) -> bool | JsonResponse:
     return json_error(f"failed to deserialize query string: {problem}", 400)
 
 
-async def post_extension_server(request: Request) -> Response:
+async def post_extension_server(request: Request, compute: ComputeApi) -> Response:
     """Download and install a remote extension's archive (`filename` may contain `/`).
 
     200: installed, now or before (empty body).
@@ -55,13 +55,12 @@ async def post_extension_server(request: Request) -> Response:
     filename: str = request.path_params["filename"]
     if not filename:
         return Response(b"", status_code=404)
-    node: ComputeNode = request.app.state.compute
-    manager = node.remote_ext
+    manager = compute.remote_ext
     if not manager.configured:
         return json_error(NOT_CONFIGURED, 412)
-    pspec = node.state.pspec
+    pspec = compute.state.pspec
     if pspec is None:
-        return wrong_state(node.state.status)
+        return wrong_state(compute.state.status)
     remote = pspec.spec.remote_extensions
     if remote is None:
         return json_error(NO_REMOTE_EXTENSIONS, 409)

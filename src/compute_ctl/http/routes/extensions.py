@@ -13,10 +13,10 @@ from compute_ctl.http.responses import json_error, json_ok, unless_running
 from compute_ctl.http.schemas import ExtensionInstallRequest, ExtensionInstallResult
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
+    from compute_ctl.http.compute_api import ComputeApi
 
 
-async def post_extensions(request: Request) -> Response:
+async def post_extensions(request: Request, compute: ComputeApi) -> Response:
     """Install `extension` at `version` in `database` (schema public), or update it.
 
     201: `{"extension", "version"}` (also when that version was already installed).
@@ -24,18 +24,17 @@ async def post_extensions(request: Request) -> Response:
     412: the compute is not running.
     500: Postgres refused (`failed to install extension: <error>`).
     """
-    node: ComputeNode = request.app.state.compute
     try:
         body = await read_json_body(request, ExtensionInstallRequest)
     except BodyError as exc:
         return json_error(exc.message, exc.status_code)
-    if (refusal := unless_running(node.state)) is not None:
+    if (refusal := unless_running(compute.state)) is not None:
         return refusal
     from compute_ctl.catalog import install_extension  # noqa: PLC0415 - off the start-up path
 
     try:
         version = await install_extension(
-            node.params.connstr, body.database, body.extension, body.version
+            compute.params.connstr, body.database, body.extension, body.version
         )
     except CatalogError as exc:
         return json_error(f"failed to install extension: {exc.message}", 500)

@@ -8,6 +8,8 @@ extractor does.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,11 +18,15 @@ from compute_ctl.http.body import BodyError, read_json_as
 from compute_ctl.http.responses import json_error
 from compute_ctl.http.schemas import ConfigureFailpointsRequest
 
+if TYPE_CHECKING:
+    from compute_ctl.http.compute_api import ComputeApi
+
+
 NOT_SUPPORTED = "Cannot manage failpoints because neon was compiled without failpoints support"
 _REQUEST = TypeAdapter(ConfigureFailpointsRequest)
 
 
-async def post_failpoints(request: Request) -> Response:
+async def post_failpoints(request: Request, compute: ComputeApi) -> Response:
     """Configure failpoints: not supported by this build.
 
     400: the body is not JSON.

@@ -13,10 +13,10 @@ from compute_ctl.http.responses import json_error, json_ok, unless_running
 from compute_ctl.http.schemas import SetRoleGrantsRequest, SetRoleGrantsResponse
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
+    from compute_ctl.http.compute_api import ComputeApi
 
 
-async def post_grants(request: Request) -> Response:
+async def post_grants(request: Request, compute: ComputeApi) -> Response:
     """Grant the privileges the role does not have yet, in one statement.
 
     201: the request echoed (`{"database", "schema", "privileges", "role"}`).
@@ -25,18 +25,17 @@ async def post_grants(request: Request) -> Response:
     422: the body has the wrong shape, or a privilege is not one of the accepted names.
     500: Postgres refused (`failed to grant role privileges to the schema: <error>`).
     """
-    node: ComputeNode = request.app.state.compute
     try:
         body = await read_json_body(request, SetRoleGrantsRequest)
     except BodyError as exc:
         return json_error(exc.message, exc.status_code)
-    if (refusal := unless_running(node.state)) is not None:
+    if (refusal := unless_running(compute.state)) is not None:
         return refusal
     from compute_ctl.catalog import set_role_grants  # noqa: PLC0415 - off the start-up path
 
     try:
         await set_role_grants(
-            node.params.connstr, body.database, body.schema_, body.privileges, body.role
+            compute.params.connstr, body.database, body.schema_, body.privileges, body.role
         )
     except CatalogError as exc:
         return json_error(f"failed to grant role privileges to the schema: {exc.message}", 500)

@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from compute_ctl.http.responses import json_error, json_ok
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
+    from compute_ctl.http.compute_api import ComputeApi
 
 BUSY = "Multiple requests for prewarm are not allowed"
 FIELD = "from_endpoint"
@@ -28,17 +28,16 @@ def from_endpoint(query: str) -> str | PlainTextResponse | None:
     return PlainTextResponse(f"Failed to deserialize query string: {problem}", status_code=400)
 
 
-async def get_lfc_prewarm(request: Request) -> Response:
+async def get_lfc_prewarm(request: Request, compute: ComputeApi) -> Response:
     """The state of the last prewarm (`{"status": ...}`, internally tagged).
 
     200: `not_prewarmed`, `prewarming`, `completed` (with counts and timings), `failed`
     (with `error`), `skipped` (no state stored) or `cancelled`.
     """
-    node: ComputeNode = request.app.state.compute
-    return json_ok(node.lfc.prewarm_state.model_dump(mode="json"))
+    return json_ok(compute.lfc.prewarm_state.model_dump(mode="json"))
 
 
-async def post_lfc_prewarm(request: Request) -> Response:
+async def post_lfc_prewarm(request: Request, compute: ComputeApi) -> Response:
     """Start a prewarm in the background from this endpoint's stored state, or from
     another endpoint's (`?from_endpoint=<id>`); poll `GET /lfc/prewarm` for the outcome.
 
@@ -49,18 +48,16 @@ async def post_lfc_prewarm(request: Request) -> Response:
     endpoint = from_endpoint(request.url.query)
     if isinstance(endpoint, Response):
         return endpoint
-    node: ComputeNode = request.app.state.compute
-    if not node.lfc.prewarm(endpoint):
+    if not compute.lfc.prewarm(endpoint):
         return json_error(BUSY, 429)
     return Response(b"", status_code=202)
 
 
-async def delete_lfc_prewarm(request: Request) -> Response:
+async def delete_lfc_prewarm(request: Request, compute: ComputeApi) -> Response:
     """Cancel the running prewarm (it ends `cancelled`); with none running, the next one
     ends `cancelled` (as upstream).
 
     202: cancellation requested (empty body).
     """
-    node: ComputeNode = request.app.state.compute
-    node.lfc.cancel_prewarm()
+    compute.lfc.cancel_prewarm()
     return Response(b"", status_code=202)

@@ -10,13 +10,12 @@ from starlette.responses import Response
 from compute_ctl.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
+    from compute_ctl.http.compute_api import ComputeApi
 
 
-async def get_metrics(request: Request) -> Response:
+async def get_metrics(request: Request, compute: ComputeApi) -> Response:
     """Metrics in the Prometheus text format 0.0.4.
 
     200: the metrics text.
     """
-    node: ComputeNode = request.app.state.compute
-    return Response(node.prom.render(), media_type=CONTENT_TYPE)
+    return Response(compute.prom.render(), media_type=CONTENT_TYPE)

@@ -15,10 +15,10 @@ from compute_ctl.spec.resolve import resolve
 from compute_ctl.spec.responses import PromoteFailed
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
+    from compute_ctl.http.compute_api import ComputeApi
 
 
-async def post_promote(request: Request) -> Response:
+async def post_promote(request: Request, compute: ComputeApi) -> Response:
     """Promote the replica with the new `spec` once it has replayed `wal_flush_lsn`.
 
     The first call starts the promotion; concurrent and later calls (whatever their body)
@@ -41,8 +41,7 @@ async def post_promote(request: Request) -> Response:
         pspec = resolve(body.spec)
     except SpecError as exc:
         return json_error(exc.problem, 400)
-    node: ComputeNode = request.app.state.compute
-    outcome = await node.promotion.promote(pspec, body.wal_flush_lsn)
+    outcome = await compute.promote(pspec, body.wal_flush_lsn)
     if isinstance(outcome, PromoteFailed):
         return json_ok(outcome.model_dump(mode="json"), 500)
     return json_ok(outcome.model_dump(mode="json"))

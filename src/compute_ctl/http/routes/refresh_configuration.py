@@ -11,10 +11,10 @@ from compute_ctl.errors import ComputeError
 from compute_ctl.http.responses import json_error
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
+    from compute_ctl.http.compute_api import ComputeApi
 
 
-async def post_refresh_configuration(request: Request) -> Response:
+async def post_refresh_configuration(request: Request, compute: ComputeApi) -> Response:
     """Signal the configurator to refresh; it does not wait for the outcome.
 
     Every call counts in `pg_cctl_pagestream_request_errors_total`.
@@ -23,10 +23,9 @@ async def post_refresh_configuration(request: Request) -> Response:
     500: not allowed in this status
     (`{"error": "Cannot refresh compute configuration in state <Variant>"}`).
     """
-    node: ComputeNode = request.app.state.compute
-    node.prom.pagestream_request_errors.inc()
+    compute.prom.pagestream_request_errors.inc()
     try:
-        await node.configurator.signal_refresh()
+        await compute.signal_refresh()
     except ComputeError as exc:
         return json_error(str(exc), 500)
     return Response(b"", status_code=200)

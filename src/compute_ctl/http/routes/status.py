@@ -11,7 +11,7 @@ from compute_ctl.http.responses import json_ok, rfc3339_offset, rfc3339_z
 from compute_ctl.state import ComputeState
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
+    from compute_ctl.http.compute_api import ComputeApi
 
 
 def status_body(state: ComputeState) -> dict[str, Any]:
@@ -27,19 +27,17 @@ def status_body(state: ComputeState) -> dict[str, Any]:
     }
 
 
-async def get_status(request: Request) -> Response:
+async def get_status(request: Request, compute: ComputeApi) -> Response:
     """The compute's status.
 
     200: the status object.
     """
-    node: ComputeNode = request.app.state.compute
-    return json_ok(status_body(node.state))
+    return json_ok(status_body(compute.state))
 
 
-async def get_metrics_json(request: Request) -> Response:
+async def get_metrics_json(request: Request, compute: ComputeApi) -> Response:
     """Start-up timings and sizes.
 
     200: the ComputeMetrics object (every field, integers).
     """
-    node: ComputeNode = request.app.state.compute
-    return json_ok(dict(vars(node.state.metrics)))
+    return json_ok(dict(vars(compute.state.metrics)))

@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from compute_ctl.http.responses import json_ok, wrong_state
-from compute_ctl.state import ComputeStatus
+from compute_ctl.state import ComputeStatus, WrongStateError
 
 if TYPE_CHECKING:
-    from compute_ctl.compute.node import ComputeNode
+    from compute_ctl.http.compute_api import ComputeApi
 
 MODES = {
     "fast": ComputeStatus.TERMINATION_PENDING_FAST,
@@ -34,7 +34,7 @@ def _mode(request: Request) -> ComputeStatus | str:
     return MODES[mode]
 
 
-async def post_terminate(request: Request) -> Response:
+async def post_terminate(request: Request, compute: ComputeApi) -> Response:
     """Terminate: Postgres is stopped (fast: SIGINT, immediate: the same, shorter linger).
 
     200: `{"lsn": <last flush LSN or null>}` once terminated.
@@ -45,19 +45,17 @@ async def post_terminate(request: Request) -> Response:
     pending = _mode(request)
     if isinstance(pending, str):
         return PlainTextResponse(pending, status_code=400)
-    node: ComputeNode = request.app.state.compute
-    state = node.state
-    async with state.condition:
-        if state.status is ComputeStatus.TERMINATED:
-            return json_ok({"lsn": _lsn(node)}, 201)
-        if state.status not in (ComputeStatus.EMPTY, ComputeStatus.RUNNING):
-            return wrong_state(state.status)
-        state.set_locked(pending)
-    node.forward_termination(dev=False)
+    state = compute.state
+    try:
+        if not await state.request_termination(pending):
+            return json_ok({"lsn": _lsn(compute)}, 201)
+    except WrongStateError as exc:
+        return wrong_state(exc.status)
+    compute.forward_termination(dev=False)
     await state.wait_for(ComputeStatus.TERMINATED)
-    return json_ok({"lsn": _lsn(node)})
+    return json_ok({"lsn": _lsn(compute)})
 
 
-def _lsn(node: ComputeNode) -> str | None:
-    lsn = node.state.terminate_flush_lsn
+def _lsn(compute: ComputeApi) -> str | None:
+    lsn = compute.state.terminate_flush_lsn
     return str(lsn) if lsn is not None else None

@@ -246,22 +246,6 @@ async def wait_for_cert(
             await asyncio.sleep(interval)
 
 
-async def _request_reconfigure(state: ComputeState) -> bool:
-    """Wait until the compute can take a re-configure and ask for one. False when the compute
-    is failed or terminating (the watcher ends)."""
-    async with state.condition:
-        while True:
-            status = state.status
-            if status is ComputeStatus.RUNNING:
-                state.set_locked(ComputeStatus.CONFIGURATION_PENDING)
-                return True
-            if status is ComputeStatus.CONFIGURATION_PENDING:
-                return True  # a re-configure is coming anyway
-            if status not in _WAIT_STATUSES:
-                return False
-            await state.condition.wait()
-
-
 async def watch_cert(
     state: ComputeState, cert_path: Path, digest: bytes, *, interval: float | None = None
 ) -> None:
@@ -269,7 +253,7 @@ async def watch_cert(
     certificate's digest (checked every `interval` seconds)."""
     period = watch_interval() if interval is None else interval
     while True:
-        if not await _request_reconfigure(state):
+        if not await state.request_reconfigure(_WAIT_STATUSES):
             log.info("TLS certificate watcher stopped: compute is %s", state.status)
             return
         while True:
