@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from compute_ctl.compute.monitor import backends_activity, later
+from compute_ctl.compute.activity_monitor import backends_activity, later
 
 NOW = datetime(2026, 3, 25, 9, 31, 10, tzinfo=UTC)
 T1 = NOW - timedelta(minutes=5)

@@ -21,7 +21,7 @@ from typing import Protocol, TextIO
 from compute_ctl.compute import shutdown, vm_tools
 from compute_ctl.compute.configurator import Configurator
 from compute_ctl.compute.extensions_stats import ExtensionStats
-from compute_ctl.compute.monitor import ComputeMonitor
+from compute_ctl.compute.monitors import Monitors
 from compute_ctl.compute.promote import Promotion
 from compute_ctl.compute.spec_apply import SpecApplier
 from compute_ctl.compute.startup import Startup, prewarm_vm_memory
@@ -34,7 +34,7 @@ from compute_ctl.postgres.process import PostgresProcess
 from compute_ctl.postgres.tools import neon_extension_available
 from compute_ctl.remote_ext.manager import RemoteExtensions
 from compute_ctl.sidecars import SidecarLocations, Sidecars
-from compute_ctl.spec.models import ComputeCtlConfig, ComputeFeature
+from compute_ctl.spec.models import ComputeCtlConfig
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.responses import PromoteState
 from compute_ctl.spec.types import Lsn
@@ -102,6 +102,7 @@ class ComputeNode:
             log_out,
             on_spawned=self._spawned,
         )
+        self.monitors = Monitors(self.state, params, self.prom, self.ext_stats)
         self.promotion = Promotion(self.state, self.lfc, params.connstr, self.applier.reconfigure)
         self.configurator = Configurator(
             self.state, params, self.prom, self.applier.reconfigure, self.exit_now
@@ -109,7 +110,6 @@ class ComputeNode:
         self._terminating = asyncio.Event()
         self._main_task: asyncio.Task[int] | None = None
         self._exiting: asyncio.Future[None] | None = None
-        self._monitors: list[asyncio.Task[None]] = []
 
     def _spawned(self, pg: PostgresProcess) -> None:
         self.pg = pg
@@ -175,14 +175,14 @@ class ComputeNode:
                 await self.pg.stop(signal.SIGQUIT, STOP_TIMEOUT)
                 self.pg = None
         else:
-            self.start_monitors(pspec)
+            self.monitors.start(pspec)
         if self.pg is not None:
             if self._terminating.is_set():
                 self.pg.send_signal(signal.SIGINT)
             code = await self.pg.wait()
             exit_code = code if code >= 0 else None
             log.info("postgres exited with code %s", code)
-        await self.stop_monitors()
+        await self.monitors.stop()
         await self.ext_stats.stop()
         self.lfc.stop_offload_task()
         synced, fast = await shutdown.after_postgres_exit(
@@ -195,38 +195,6 @@ class ComputeNode:
         await self._linger()
         await listeners.stop()
         return exit_code if exit_code is not None else 1
-
-    def start_monitors(self, pspec: ParsedSpec) -> None:
-        """After a successful start: the activity monitor, the vm-monitor (autoscaling VMs
-        only, serving the autoscaler-agent until Postgres exits) and the extension scans."""
-        monitor = ComputeMonitor(
-            self.state,
-            self.params.connstr,
-            self.prom,
-            experimental=pspec.spec.has_feature(ComputeFeature.ACTIVITY_MONITOR_EXPERIMENTAL),
-        )
-        self._monitors.append(asyncio.create_task(monitor.run(), name="compute-monitor"))
-        if self.params.autoscaling:
-            from compute_ctl.vm_monitor import run_vm_monitor  # noqa: PLC0415 - VMs only
-
-            vm_monitor = run_vm_monitor(
-                self.params.vm_monitor_addr,
-                self.params.cgroup,
-                self.params.filecache_connstr,
-                disable_lfc_resizing=bool(pspec.spec.disable_lfc_resizing),
-            )
-            self._monitors.append(asyncio.create_task(vm_monitor, name="vm-monitor"))
-        if pspec.spec.mode.is_primary:
-            self.ext_stats.scan_in_background()
-        self.ext_stats.start_periodic()
-
-    async def stop_monitors(self) -> None:
-        """Postgres has exited (or the process is ending): stop watching it."""
-        tasks, self._monitors = self._monitors, []
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
 
     async def _linger(self) -> None:
         """Keep /status readable a while after a failure or a fast termination."""
@@ -241,7 +209,7 @@ class ComputeNode:
         (bounded) so that no process is left behind."""
         self._exiting = asyncio.current_task()
         self.forward_termination(dev=self.params.dev)
-        await self.stop_monitors()
+        await self.monitors.stop()
         main = self._main_task
         if main is not None and not main.done():
             # Cancelling start-up stops its children (sync-safekeepers, basebackup transfers).
