@@ -24,7 +24,7 @@ from compute_ctl.compute.extensions_stats import ExtensionStats
 from compute_ctl.compute.monitors import Monitors
 from compute_ctl.compute.promote import Promotion
 from compute_ctl.compute.spec_apply import SpecApplier
-from compute_ctl.compute.startup import Startup, prewarm_vm_memory
+from compute_ctl.compute.startup import Startup, preload_while_empty, prewarm_vm_memory
 from compute_ctl.compute.tasks import BackgroundTasks
 from compute_ctl.errors import chain_text
 from compute_ctl.lfc import Lfc
@@ -151,6 +151,7 @@ class ComputeNode:
         pspec = state.pspec
         if pspec is None:
             log.info("no compute spec yet: waiting for POST /configure")
+            self.tasks.spawn(preload_while_empty(), "preload")
             pspec = await state.wait_for_spec()
             if pspec is None:  # terminated while empty: nothing to stop
                 await state.set_status(ComputeStatus.TERMINATED)

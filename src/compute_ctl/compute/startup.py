@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CATALOG_MODULE = "compute_ctl.catalog"
+"""The catalog code (and psycopg under it) that configuration runs once Postgres is up."""
 DEFAULT_READY_TIMEOUT = 60.0
 
 
@@ -158,3 +159,11 @@ async def prewarm_vm_memory(params: Params, neon_available: bool, log_out: TextI
     await vm_prewarm.prewarm_vm_memory(
         Path(params.pgbin), params.pgdata, argv_prefix=params.cgroup_prefix, log_out=log_out
     )
+
+
+async def preload_while_empty() -> None:
+    """An empty compute (a fleet's pre-started pool) imports what start-up needs next while it
+    waits for `/configure`, in a worker thread, so the start a user waits for pays none of it."""
+    started = time.monotonic()
+    await asyncio.to_thread(importlib.import_module, CATALOG_MODULE)
+    log.debug("start-up code preloaded in %.0f ms", (time.monotonic() - started) * 1000)
