@@ -24,8 +24,8 @@ from compute_ctl.spec.models import PageserverProtocol, TlsConfig
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.types import Lsn
 from compute_ctl.state import ComputeMetrics
-from compute_ctl.storage.extract import fixup_signal_files
 from compute_ctl.storage.retry import basebackup_retry_policy
+from compute_ctl.storage.signal_files import fixup_signal_files
 from compute_ctl.tls import install_tls_files, tls_active
 
 log = logging.getLogger(__name__)

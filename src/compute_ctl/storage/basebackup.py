@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from compute_ctl.archive import CorruptArchiveError, TarballSink
 from compute_ctl.errors import ComputeError, StorageError
 from compute_ctl.spec.models import PageserverProtocol
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.types import Lsn, ShardIndex
-from compute_ctl.storage.extract import CorruptArchiveError, TarballSink
 from compute_ctl.storage.retry import BASEBACKUP_RETRY, RetryPolicy, retry
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,9 @@ class ThreadedSink:
     """An async `feed` in front of `TarballSink`: chunks are batched and unpacked in a worker
     thread, at most one batch in flight while the next one is received."""
 
-    def __init__(self, pgdata: Path) -> None:
+    def __init__(self, pgdata: Path, *, batch_bytes: int = BATCH_BYTES) -> None:
         self._sink = TarballSink(pgdata)
+        self._batch_bytes = batch_bytes
         self._batch: list[bytes] = []
         self._batched = 0
         self._pending: asyncio.Future[None] | None = None
@@ -53,8 +54,13 @@ class ThreadedSink:
     async def feed(self, chunk: bytes) -> None:
         self._batch.append(chunk)
         self._batched += len(chunk)
-        if self._batched >= BATCH_BYTES:
+        if self._batched >= self._batch_bytes:
             await self._flush()
+
+    @property
+    def compressed_bytes(self) -> int:
+        """Bytes unpacked so far (the gzip stream), as the tar reader counts them."""
+        return self._sink.compressed_bytes
 
     async def _flush(self) -> None:
         if self._pending is not None:
