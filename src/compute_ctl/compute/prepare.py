@@ -59,7 +59,7 @@ def conf_options(opts: PrepareOptions) -> ConfOptions:
 
 
 def write_postgresql_conf(pspec: ParsedSpec, opts: PrepareOptions) -> None:
-    text = render_postgresql_conf(pspec.spec, conf_options(opts))
+    text = render_postgresql_conf(pspec.spec, conf_options(opts), pspec.postgres_pageservers)
     (opts.pgdata / "postgresql.conf").write_text(text)
 
 
@@ -118,7 +118,8 @@ async def basebackup_lsn(
 def _import_storage_clients(*, grpc: bool) -> None:
     """psycopg (safekeepers, libpq pageserver) always; grpc only when it fetches the
     basebackup."""
-    for name in ("basebackup", "libpq", "safekeepers", *(("grpc",) if grpc else ())):
+    names = ("basebackup", "pageserver", "libpq", "safekeepers", *(("grpc",) if grpc else ()))
+    for name in names:
         importlib.import_module(f"compute_ctl.storage.{name}")
 
 
@@ -142,12 +143,14 @@ async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: Compu
     write_postgresql_conf(pspec, opts)
     # A worker thread imports the storage clients (a tenth of a second with grpc), so that
     # the event loop keeps answering HTTP meanwhile.
-    grpc = pspec.pageserver_conninfo.prefer_protocol is PageserverProtocol.GRPC
+    grpc = pspec.protocol is PageserverProtocol.GRPC
     await asyncio.to_thread(_import_storage_clients, grpc=grpc)
     from compute_ctl.storage.basebackup import get_basebackup  # noqa: PLC0415 - see above
+    from compute_ctl.storage.pageserver import pageserver_client  # noqa: PLC0415 - see above
 
     lsn = await basebackup_lsn(pspec, opts, metrics)
-    stats = await get_basebackup(pspec, lsn, opts.pgdata, policy=basebackup_retry_policy())
+    client = pageserver_client(pspec)
+    stats = await get_basebackup(client, lsn, opts.pgdata, policy=basebackup_retry_policy())
     metrics.pageserver_connect_micros = stats.connect_micros
     metrics.basebackup_bytes = stats.compressed_bytes
     metrics.basebackup_ms = stats.duration_ms
