@@ -74,13 +74,20 @@ def recreate_pgdata(pgdata: Path) -> None:
 
 
 async def basebackup_lsn(
-    pspec: ParsedSpec, opts: PrepareOptions, metrics: ComputeMetrics
+    pspec: ParsedSpec,
+    opts: PrepareOptions,
+    metrics: ComputeMetrics,
+    *,
+    per_sk_timeout: float | None = None,
 ) -> Lsn | None:
-    """The LSN to fetch at: the safekeepers' commit LSN for a primary, the pinned LSN for a
-    static compute, latest (None) for a replica."""
+    """The LSN to fetch at: the safekeepers' commit LSN for a primary (asked, else agreed by
+    `postgres --sync-safekeepers`), the pinned LSN for a static compute, latest (None) for a
+    replica. An LSN of 0/0 always means latest. `per_sk_timeout` overrides the fast path's
+    budget per safekeeper (tests on a loaded machine)."""
     # The storage clients (psycopg, grpc) load here, not at process start: /status must
     # answer as early as possible.
     from compute_ctl.storage.safekeepers import (  # noqa: PLC0415
+        PER_SAFEKEEPER_TIMEOUT,
         check_already_synced,
         sync_safekeepers,
     )
@@ -96,6 +103,7 @@ async def basebackup_lsn(
         pspec.tenant_id,
         pspec.timeline_id,
         pspec.storage_auth_token,
+        PER_SAFEKEEPER_TIMEOUT if per_sk_timeout is None else per_sk_timeout,
     )
     metrics.sync_sk_check_ms = int((time.monotonic() - started) * 1000)
     if synced is not None:
