@@ -17,7 +17,6 @@ environment and the safekeepers only as a password; it never appears in logs or 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -33,6 +32,7 @@ from psycopg.conninfo import make_conninfo
 from compute_ctl.errors import StorageError
 from compute_ctl.spec.types import Lsn, TenantId, TimelineId
 from compute_ctl.storage.retry import SYNC_SAFEKEEPERS_RETRY, RetryPolicy, retry
+from compute_ctl.subprocesses import stop_child
 
 __all__ = [
     "DEFAULT_TERM_GRACE",
@@ -361,28 +361,6 @@ async def _forward_stderr(stream: asyncio.StreamReader, token: str | None) -> No
         emit(pending)
 
 
-async def _stop_child(proc: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM the child and reap it; SIGKILL it if it lingers or we are cancelled again."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), grace)
-        return
-    except TimeoutError:
-        log.warning(
-            "sync-safekeepers (pid %d) ignored SIGTERM for %.1f s; killing", proc.pid, grace
-        )
-    except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()  # still reaped by the event loop's child watcher
-        raise
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-    await proc.wait()
-
-
 async def sync_safekeepers_once(
     pg_bin_postgres: Path,
     pgdata: Path,
@@ -417,7 +395,7 @@ async def sync_safekeepers_once(
         raw, _ = await asyncio.gather(proc.stdout.read(), _forward_stderr(proc.stderr, token))
         status = await proc.wait()
     except BaseException:
-        await _stop_child(proc, term_grace)
+        await stop_child(proc, signal.SIGTERM, term_grace, name="sync-safekeepers")
         raise
 
     stdout = _redact(raw.decode("utf-8", "backslashreplace"), token)
