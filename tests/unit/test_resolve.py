@@ -181,7 +181,7 @@ def test_19_grpc_preferred_without_grpc_url() -> None:
         "prefer_protocol": "grpc",
     }
     # Refused by resolution itself, as `spec check` refuses it: `-S` and /configure then fail
-    # before anything is touched (once, the start wiped PGDATA and failed fetching).
+    # before anything is touched (they used to wipe PGDATA and then fail fetching).
     err = fails(storage_spec(pageserver_connection_info=conninfo))
     assert str(err) == "no grpc_url for shard 0000"
     assert err.field == 'pageserver_connection_info.shards["0000"].pageservers[0].grpc_url'
