@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from compute_ctl.compute.prepare import PrepareOptions, basebackup_lsn
-from compute_ctl.compute.state import ComputeMetrics
 from compute_ctl.spec.models import ComputeMode, ComputeSpec
 from compute_ctl.spec.resolve import ParsedSpec, resolve
 from compute_ctl.spec.types import Lsn, TenantId, TimelineId
+from compute_ctl.state import ComputeMetrics
 from compute_ctl.storage import safekeepers as sk
 from compute_ctl.storage.retry import NO_RETRY, SYNC_SAFEKEEPERS_RETRY
 from compute_ctl.storage.safekeepers import (

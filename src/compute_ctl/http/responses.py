@@ -8,11 +8,10 @@ from typing import Any
 
 from starlette.responses import Response
 
-from compute_ctl.state import ComputeState, ComputeStatus, WrongStateError
-
 # The text forms live in a base module (the remote-extension download uses them too); routes
 # keep importing them from here.
 from compute_ctl.formats import rfc3339_offset, rfc3339_z, rust_debug_str
+from compute_ctl.state import ComputeState, ComputeStatus, WrongStateError
 
 log = logging.getLogger(__name__)
 
