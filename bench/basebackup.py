@@ -30,6 +30,7 @@ from typing import Any
 from compute_ctl.spec.models import ComputeSpec
 from compute_ctl.spec.resolve import resolve
 from compute_ctl.storage.basebackup import get_basebackup
+from compute_ctl.storage.pageserver import pageserver_client
 from compute_dev.pgbin import find_pg_bin
 from compute_dev.timelines import Timeline, TimelineStore
 
@@ -119,7 +120,7 @@ def client_run(pspec: Any, lsn: Any, work: Path) -> tuple[float, int]:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(mode=0o700)
     started = time.perf_counter()
-    stats = asyncio.run(get_basebackup(pspec, lsn, target))
+    stats = asyncio.run(get_basebackup(pageserver_client(pspec), lsn, target))
     return time.perf_counter() - started, stats.compressed_bytes
 
 

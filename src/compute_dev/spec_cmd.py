@@ -15,8 +15,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from compute_ctl.errors import ComputeError, ConfigError, SpecError
-from compute_ctl.postgres.conf import pageserver_connstring_for_postgres
+from compute_ctl.errors import ComputeError, SpecError
 from compute_ctl.spec.load import load_document
 from compute_ctl.spec.models import ComputeConfig, ComputeSpec, GenericOptions
 from compute_ctl.spec.resolve import ParsedSpec, resolve
@@ -39,7 +38,7 @@ def describe(parsed: ParsedSpec) -> dict[str, Any]:
     spec = parsed.spec
     protocol, url = parsed.basebackup_url()
     conninfo_json = parsed.pageserver_conninfo.model_dump(mode="json")
-    from_block = pageserver_connstring_for_postgres(spec)
+    from_block = parsed.postgres_pageservers.connstring
     from_settings = _last_setting(spec.cluster.settings, "neon.pageserver_connstring")
     return {
         "tenant_id": str(parsed.tenant_id),
@@ -75,8 +74,6 @@ def check_file(path: Path) -> dict[str, Any]:
         return describe(resolve(spec))
     except SpecError as exc:
         raise SpecError(prefix + exc.field, exc.problem) from exc.__cause__
-    except ConfigError as exc:  # the shard map cannot be turned into Postgres settings
-        raise SpecError(prefix + "pageserver_connection_info", str(exc)) from exc.__cause__
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from compute_ctl.errors import ComputeError, StorageError
 from compute_ctl.spec.models import ComputeSpec
 from compute_ctl.spec.resolve import ParsedSpec, resolve
 from compute_ctl.storage.basebackup import BasebackupStats, get_basebackup
+from compute_ctl.storage.pageserver import pageserver_client
 from compute_ctl.storage.retry import RetryPolicy
 from compute_dev.grpc_server import GrpcFaults, start_grpc_stand_in
 from compute_dev.pageserver import Faults, serve_pageserver_libpq
@@ -109,7 +110,9 @@ def test_both_protocols_unpack_the_same_files(
             target = Path(tmp)
 
             async def fetch(pspec: ParsedSpec, target: Path = target) -> BasebackupStats:
-                return await get_basebackup(pspec, timeline.lsn, target, policy=FAST)
+                return await get_basebackup(
+                    pageserver_client(pspec), timeline.lsn, target, policy=FAST
+                )
 
             stats = with_stand_ins(timeline_store, timeline, protocol, fetch)
             assert stats.compressed_bytes > 0
@@ -137,7 +140,7 @@ def test_libpq_transient_faults_are_retried(
     faults = Faults(times=2, cut_after=64 * 1024, **{fault: True})
 
     async def fetch(pspec: ParsedSpec) -> BasebackupStats:
-        return await get_basebackup(pspec, None, pgdata, policy=FAST)
+        return await get_basebackup(pageserver_client(pspec), None, pgdata, policy=FAST)
 
     stats = with_stand_ins(timeline_store, timeline, "libpq", fetch, faults=faults)
     assert faults.fired == 2
@@ -159,7 +162,7 @@ def test_grpc_transient_faults_are_retried(
     grpc_faults: GrpcFaults, timeline_store: TimelineStore, timeline: Timeline, pgdata: Path
 ) -> None:
     async def fetch(pspec: ParsedSpec) -> BasebackupStats:
-        return await get_basebackup(pspec, None, pgdata, policy=FAST)
+        return await get_basebackup(pageserver_client(pspec), None, pgdata, policy=FAST)
 
     stats = with_stand_ins(timeline_store, timeline, "grpc", fetch, grpc_faults=grpc_faults)
     assert stats.compressed_bytes > 0
@@ -173,7 +176,7 @@ def test_permanent_failure_names_pageserver_and_cause(
 
     async def fetch(pspec: ParsedSpec) -> ComputeError:
         with pytest.raises(ComputeError) as info:
-            await get_basebackup(pspec, None, pgdata, policy=FAST)
+            await get_basebackup(pageserver_client(pspec), None, pgdata, policy=FAST)
         return info.value
 
     error = with_stand_ins(timeline_store, timeline, "libpq", fetch, faults=faults)
@@ -191,7 +194,7 @@ def test_transient_failures_give_up_after_the_policy(
 
     async def fetch(pspec: ParsedSpec) -> ComputeError:
         with pytest.raises(ComputeError) as info:
-            await get_basebackup(pspec, timeline.lsn, pgdata, policy=FAST)
+            await get_basebackup(pageserver_client(pspec), timeline.lsn, pgdata, policy=FAST)
         return info.value
 
     error = with_stand_ins(timeline_store, timeline, "libpq", fetch, faults=faults)

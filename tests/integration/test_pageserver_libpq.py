@@ -35,12 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from compute_ctl.errors import StorageError
 from compute_ctl.spec.types import Lsn, ShardIndex, TenantId, TenantShardId, TimelineId
-from compute_ctl.storage.libpq import (
-    BasebackupResult,
-    basebackup_command,
-    libpq_basebackup,
-    libpq_lease_lsn,
-)
+from compute_ctl.storage.libpq import basebackup_command, libpq_basebackup, libpq_lease_lsn
+from compute_ctl.storage.sink import BasebackupStats
 from compute_dev.pageserver import Faults, parse_command, serve_pageserver_libpq
 from compute_dev.pgbin import server_user
 from compute_dev.timelines import SUPERUSER, Timeline, TimelineStore
@@ -99,7 +95,7 @@ def basebackup(
     lsn: Lsn | None = None,
     mode: str = "primary",
     token: str | None = None,
-) -> BasebackupResult:
+) -> BasebackupStats:
     return asyncio.run(
         libpq_basebackup(
             url,
@@ -276,7 +272,7 @@ def test_client_fetches_a_gzip_basebackup_and_reports_metrics(
     caplog.set_level(logging.INFO, logger="compute_dev.pageserver")
     sink = Collect()
 
-    async def run() -> BasebackupResult:
+    async def run() -> BasebackupStats:
         async with pageserver(timeline_store) as url:
             return await libpq_basebackup(
                 url,
@@ -860,7 +856,7 @@ def test_fault_4_timeline_not_found_before_copy(
 def test_fault_5_delay_before_copy_is_waited_out(
     timeline_store: TimelineStore, timeline: Timeline
 ) -> None:
-    async def run() -> BasebackupResult:
+    async def run() -> BasebackupStats:
         async with pageserver(timeline_store, faults=Faults(copy_delay=0.3)) as url:
             return await libpq_basebackup(
                 url,
@@ -937,7 +933,7 @@ def test_faults_fire_a_limited_number_of_times(
     async def run() -> None:
         async with pageserver(timeline_store, faults=faults) as url:
 
-            async def attempt() -> BasebackupResult:
+            async def attempt() -> BasebackupStats:
                 return await libpq_basebackup(
                     url,
                     timeline.tenant_id,

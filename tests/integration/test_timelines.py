@@ -26,8 +26,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from compute_ctl.archive import extract_stream
 from compute_ctl.spec.types import Lsn, TenantId, TimelineId
-from compute_ctl.storage.extract import extract_stream
 from compute_dev import timelines
 from compute_dev.pgbin import find_pg_bin, server_user
 from compute_dev.timelines import Timeline, TimelineError, TimelineStore

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from compute_ctl.catalog.inspect import DatabaseInfo, ExtensionInfo, RoleInfo, Snapshot
 from compute_ctl.catalog.migrations import SKIP_MARKER, migrations, render
-from compute_ctl.catalog.options import is_scram_verifier, stored_password
 from compute_ctl.catalog.phases import ALL_PHASES, PHASE_ORDER, Phase, Plan
 from compute_ctl.catalog.plan import PlanOptions, build_plan
 from compute_ctl.errors import SpecError
+from compute_ctl.spec.catalog_checks import is_scram_verifier, stored_password
 from compute_ctl.spec.models import ComputeSpec, Role
 from tests.integration.catalog.names import HOSTILE_DATABASES, HOSTILE_ROLE_NAMES
 from tests.specs import minimal_spec

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from compute_ctl.errors import ConfigError
+from compute_ctl.errors import SpecError
 from compute_ctl.postgres.conf import (
     PG_HBA_MD5_LINE,
     SUBSCRIBERS_ENABLED_LINE,
@@ -16,7 +16,6 @@ from compute_ctl.postgres.conf import (
     audit_requires_endpoint,
     line_in_file,
     line_in_file_path,
-    pageserver_connstring_for_postgres,
     render_audit_block,
     render_postgresql_conf,
     render_setting,
@@ -24,6 +23,7 @@ from compute_ctl.postgres.conf import (
 )
 from compute_ctl.spec.load import load_compute_config, load_compute_spec
 from compute_ctl.spec.models import ComputeAudit, ComputeSpec, GenericOption, TlsConfig
+from compute_ctl.spec.resolve import postgres_pageservers
 from tests.paths import FIXTURES
 
 TENANT = "1f359dd625e519a1a4e8d7509690f6fc"
@@ -52,7 +52,12 @@ def make_spec(**fields: Any) -> ComputeSpec:
 
 
 def render(spec: ComputeSpec, **options: Any) -> str:
-    return render_postgresql_conf(spec, ConfOptions(**options))
+    """The file as compute_ctl writes it: the pageserver lines as resolution derives them."""
+    return render_postgresql_conf(spec, ConfOptions(**options), postgres_pageservers(spec))
+
+
+def pageserver_connstring_for_postgres(spec: ComputeSpec) -> str | None:
+    return postgres_pageservers(spec).connstring
 
 
 def conninfo(shard_count: int, stripe: int | None, shards: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +277,8 @@ def test_example_8_1_exact() -> None:
     config = load_compute_config(json.dumps(EXAMPLE_8_1))
     assert config.spec is not None
     options = ConfOptions(extension_server_port=55434, tls=config.compute_ctl_config.tls)
-    assert render_postgresql_conf(config.spec, options) == EXPECTED_8_1
+    pageservers = postgres_pageservers(config.spec)
+    assert render_postgresql_conf(config.spec, options, pageservers) == EXPECTED_8_1
 
 
 def test_example_8_1_subscribers_line_already_present() -> None:
@@ -439,10 +445,10 @@ def test_legacy_fields_alone() -> None:
 def test_missing_shard_is_an_error(info: dict[str, Any], missing: str) -> None:
     spec = make_spec(pageserver_connection_info=info)
     message = f"shard {missing} missing from pageserver_connection_info shard map"
-    with pytest.raises(ConfigError) as excinfo:
+    with pytest.raises(SpecError) as excinfo:
         render(spec)
     assert str(excinfo.value) == message
-    with pytest.raises(ConfigError):
+    with pytest.raises(SpecError):
         pageserver_connstring_for_postgres(spec)
 
 
@@ -450,14 +456,14 @@ def test_empty_pageservers_is_an_error_naming_the_shard() -> None:
     spec = make_spec(
         pageserver_connection_info=conninfo(2, 8, {"0002": shard("a"), "0102": {"pageservers": []}})
     )
-    with pytest.raises(ConfigError, match="must have at least one pageserver") as excinfo:
+    with pytest.raises(SpecError, match="must have at least one pageserver") as excinfo:
         render(spec)
     assert "shard 0102" in str(excinfo.value)
 
 
 def test_missing_shard_reported_even_when_urls_lack() -> None:
     spec = make_spec(pageserver_connection_info=conninfo(2, 8, {"0002": shard(None, "g")}))
-    with pytest.raises(ConfigError, match="shard 0102 missing"):
+    with pytest.raises(SpecError, match="shard 0102 missing"):
         render(spec)
 
 
@@ -638,7 +644,7 @@ def test_everything_in_order() -> None:
         lc_value="C",
         lakebase_port=7777,
     )
-    assert render_postgresql_conf(spec, options) == (
+    assert render_postgresql_conf(spec, options, postgres_pageservers(spec)) == (
         "shared_preload_libraries='neon'\n"
         "# Neon storage settings\n"
         "\n"

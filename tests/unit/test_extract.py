@@ -10,7 +10,7 @@ import os
 import stat
 import tarfile
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,15 +18,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compute_ctl.storage.extract import (
+from compute_ctl.archive import (
     ArchiveError,
     CorruptArchiveError,
     TarballSink,
     UnsafeMemberError,
-    extract_async,
     extract_stream,
-    fixup_signal_files,
 )
+from compute_ctl.storage.basebackup import ThreadedSink
+from compute_ctl.storage.signal_files import fixup_signal_files
 
 # --------------------------------------------------------------------------------------------
 # A raw tar writer, so the tests control every header byte (tarfile refuses some of these).
@@ -800,37 +800,53 @@ def test_missing_pgdata_is_a_clear_error(tmp_path: Path) -> None:
         TarballSink(tmp_path / "absent")
 
 
-def test_extract_async_in_batches(tmp_path: Path) -> None:
+def test_threaded_sink_in_batches(tmp_path: Path) -> None:
     pgdata = tmp_path / "pgdata"
     pgdata.mkdir()
     stream = gz(_pageserver_like())
 
-    async def chunks() -> AsyncIterator[bytes]:
-        for piece in chunked(stream, 8192):
-            yield piece
+    async def main() -> int:
+        sink = ThreadedSink(pgdata, batch_bytes=50_000)
+        try:
+            for piece in chunked(stream, 8192):
+                await sink.feed(piece)
+            await sink.finish()
+        finally:
+            await sink.close()
+        return sink.compressed_bytes
 
-    assert asyncio.run(extract_async(chunks(), pgdata, batch_bytes=50_000)) == len(stream)
+    assert asyncio.run(main()) == len(stream)
     assert (pgdata / "global/pg_control").stat().st_size == 8192
 
 
-def test_extract_async_propagates_errors(tmp_path: Path) -> None:
+def test_threaded_sink_propagates_errors(tmp_path: Path) -> None:
     pgdata = tmp_path / "pgdata"
     pgdata.mkdir()
     stream = gz(_pageserver_like())
 
-    async def failing() -> AsyncIterator[bytes]:
-        yield stream[:100_000]
-        yield stream[100_000:200_000]
-        raise RuntimeError("ErrorResponse from the server")
+    async def failing() -> None:
+        # The client fails while a batch is being unpacked: its error is the one reported.
+        sink = ThreadedSink(pgdata, batch_bytes=10)
+        try:
+            await sink.feed(stream[:100_000])
+            await sink.feed(stream[100_000:200_000])
+            raise RuntimeError("ErrorResponse from the server")
+        finally:
+            await sink.close()
 
     with pytest.raises(RuntimeError, match="ErrorResponse"):
-        asyncio.run(extract_async(failing(), pgdata, batch_bytes=10))
+        asyncio.run(failing())
 
-    async def corrupt() -> AsyncIterator[bytes]:
-        yield gz(member(b"/abs", b"x") + END)
+    async def corrupt() -> None:
+        sink = ThreadedSink(pgdata)
+        try:
+            await sink.feed(gz(member(b"/abs", b"x") + END))
+            await sink.finish()
+        finally:
+            await sink.close()
 
     with pytest.raises(UnsafeMemberError):
-        asyncio.run(extract_async(corrupt(), pgdata))
+        asyncio.run(corrupt())
 
 
 def test_fixup_signal_files_cases(tmp_path: Path) -> None:

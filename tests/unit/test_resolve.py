@@ -180,10 +180,51 @@ def test_19_grpc_preferred_without_grpc_url() -> None:
         "shards": {"0000": {"pageservers": [{"libpq_url": "postgres://ps:1"}]}},
         "prefer_protocol": "grpc",
     }
+    # Refused by resolution itself, as `spec check` refuses it: `-S` and /configure then fail
+    # before anything is touched (they used to wipe PGDATA and then fail fetching).
+    err = fails(storage_spec(pageserver_connection_info=conninfo))
+    assert str(err) == "no grpc_url for shard 0000"
+    assert err.field == 'pageserver_connection_info.shards["0000"].pageservers[0].grpc_url'
+
+
+def test_libpq_preferred_without_libpq_url() -> None:
+    conninfo = {
+        "shard_count": 0,
+        "shards": {"0000": {"pageservers": [{"grpc_url": "grpc://ps:2"}]}},
+    }
+    err = fails(storage_spec(pageserver_connection_info=conninfo))
+    assert str(err) == "no libpq_url for shard 0000"
+    assert err.field == 'pageserver_connection_info.shards["0000"].pageservers[0].libpq_url'
+
+
+def test_grpc_only_pageservers_resolve_without_a_postgres_connstring() -> None:
+    """gRPC preferred and no libpq URL anywhere: startable; Postgres gets no connstring."""
+    conninfo = {
+        "shard_count": 0,
+        "shards": {"0000": {"pageservers": [{"grpc_url": "grpc://ps:2"}]}},
+        "prefer_protocol": "grpc",
+    }
     parsed = parse(storage_spec(pageserver_connection_info=conninfo))
-    with pytest.raises(SpecError, match="no grpc_url for shard 0000") as info:
-        parsed.basebackup_url()
-    assert info.value.field.endswith(".grpc_url")
+    assert parsed.basebackup_url() == (PageserverProtocol.GRPC, "grpc://ps:2")
+    assert parsed.postgres_pageservers.connstring is None
+
+
+def test_lease_targets_walk_every_pageserver_of_every_shard() -> None:
+    first = {"pageservers": [{"libpq_url": "postgres://a:1"}, {"libpq_url": "postgres://a2:1"}]}
+    second = {"pageservers": [{"libpq_url": "postgres://b:1"}, {"grpc_url": "grpc://b2:2"}]}
+    conninfo = {"shard_count": 2, "stripe_size": 8, "shards": {"0102": second, "0002": first}}
+    parsed = parse(storage_spec(pageserver_connection_info=conninfo))
+    with pytest.raises(SpecError, match="no libpq_url for shard 0102") as info:
+        parsed.lease_targets()
+    assert info.value.field == 'pageserver_connection_info.shards["0102"].pageservers[1].libpq_url'
+    second["pageservers"][1]["libpq_url"] = "postgres://b2:1"
+    parsed = parse(storage_spec(pageserver_connection_info=conninfo))
+    assert [(str(shard), url) for shard, url in parsed.lease_targets()] == [
+        ("0002", "postgres://a:1"),
+        ("0002", "postgres://a2:1"),
+        ("0102", "postgres://b:1"),
+        ("0102", "postgres://b2:1"),
+    ]
 
 
 def test_basebackup_url_uses_shard_zero_and_preferred_protocol() -> None:
@@ -211,6 +252,26 @@ def test_catalog_problems_are_refused_when_resolving() -> None:
     spec = storage_spec(cluster={"roles": roles, "databases": []})
     assert fails(spec).field == "cluster.roles[0].encrypted_password"
     parse({**spec, "skip_pg_catalog_updates": True})  # the catalog step will not run
+
+
+def test_catalog_parts_are_checked_once_in_resolution() -> None:
+    """The checked roles and databases travel in the ParsedSpec; the catalog step uses them."""
+    roles = [{"name": "r", "encrypted_password": "0123456789abcdef0123456789ABCDEF"}]
+    databases = [
+        {
+            "name": "d",
+            "owner": "r",
+            "options": [{"name": "CONNECTION LIMIT", "value": "5", "vartype": "integer"}],
+        }
+    ]
+    spec = storage_spec(cluster={"roles": roles, "databases": databases})
+    catalog = parse(spec).catalog
+    assert catalog is not None
+    assert [(role.name, role.password) for role in catalog.roles] == [
+        ("r", "md5" + "0123456789abcdef0123456789abcdef")
+    ]
+    assert [(o.keyword, o.value) for o in catalog.databases[0].options] == [("CONNECTION LIMIT", 5)]
+    assert parse({**spec, "skip_pg_catalog_updates": True}).catalog is None
 
 
 def test_rename_without_new_name_is_refused() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from compute_ctl.http.responses import rfc3339_offset, rfc3339_z
+from compute_ctl.formats import rfc3339_offset, rfc3339_z
 from compute_ctl.metrics import PromMetrics
 from compute_ctl.state import (
     TRANSITIONS,
@@ -142,6 +142,6 @@ def test_timestamp_forms(micros: int, z: str, offset: str) -> None:
     ],
 )
 def test_rust_debug_quoting(text: str, debug: str) -> None:
-    from compute_ctl.http.responses import rust_debug_str
+    from compute_ctl.formats import rust_debug_str
 
     assert rust_debug_str(text) == debug

@@ -18,18 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from compute_ctl.spec.models import ComputeMode
+from compute_ctl.compute.prepare import PrepareOptions, basebackup_lsn
+from compute_ctl.spec.models import ComputeMode, ComputeSpec
+from compute_ctl.spec.resolve import ParsedSpec, resolve
 from compute_ctl.spec.types import Lsn, TenantId, TimelineId
+from compute_ctl.state import ComputeMetrics
 from compute_ctl.storage import safekeepers as sk
 from compute_ctl.storage.retry import NO_RETRY, SYNC_SAFEKEEPERS_RETRY
 from compute_ctl.storage.safekeepers import (
     PER_SAFEKEEPER_TIMEOUT,
-    StartLsn,
     SyncSafekeepersError,
     TimelineStatus,
     check_already_synced,
-    commit_lsn_for_mode,
-    forward_signal,
     judge_timeline_statuses,
     quorum,
     sync_safekeepers,
@@ -332,24 +332,6 @@ def test_child_ignoring_sigterm_is_killed_after_the_grace(make_fake: MakeFake) -
     pid = asyncio.run(main())
     assert (fake.state / "got-sigterm").exists()
     assert _gone(pid)
-
-
-def test_forward_signal_reaches_the_running_child(make_fake: MakeFake) -> None:
-    fake = make_fake(HANG)
-
-    async def main() -> tuple[int, int, SyncSafekeepersError]:
-        task, pid = await _start_and_wait_ready(fake, policy=NO_RETRY)
-        sent = forward_signal(signal.SIGTERM)
-        with pytest.raises(SyncSafekeepersError) as info:
-            await task
-        return pid, sent, info.value
-
-    pid, sent, error = asyncio.run(main())
-    assert sent == 1
-    assert error.exit_status == 1
-    assert (fake.state / "got-sigterm").exists()
-    assert _gone(pid)
-    assert forward_signal() == 0  # nothing left to signal
 
 
 DRIVER = """\
@@ -767,73 +749,111 @@ def test_standin_jwt(caplog: pytest.LogCaptureFixture) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The mode matrix
+# The mode matrix, through the start-up path's own function (compute/prepare.basebackup_lsn)
+
+UNSET = -1  # a metric never written keeps this value
 
 
-def _mode_run(mode: ComputeMode, fake: Fake | None, sks: list[FakeSafekeeper]) -> StartLsn:
-    async def main() -> StartLsn:
+def _pspec(mode: ComputeMode, safekeepers: list[str]) -> ParsedSpec:
+    spec = ComputeSpec.model_validate(
+        {
+            "format_version": 1.0,
+            "suspend_timeout_seconds": -1,
+            "cluster": {"roles": [], "databases": []},
+            "tenant_id": str(TENANT),
+            "timeline_id": str(TIMELINE),
+            "mode": mode.to_json(),
+            "safekeeper_connstrings": safekeepers,
+            "pageserver_connstring": "postgres://no_user@127.0.0.1:1",
+        }
+    )
+    return resolve(spec)
+
+
+def _mode_run(
+    mode: ComputeMode,
+    fake: Fake | None,
+    sks: list[FakeSafekeeper],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Lsn | None, ComputeMetrics]:
+    if fake is not None:
+        for name, value in fake.environ.items():
+            monkeypatch.setenv(name, value)
+    for name in ("AUTOSCALING", "NEON_AUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    metrics = ComputeMetrics(sync_sk_check_ms=UNSET, sync_safekeepers_ms=UNSET)
+
+    async def main() -> Lsn | None:
         for s in sks:
             await s.start()
         try:
-            return await commit_lsn_for_mode(
-                mode,
-                safekeeper_connstrings=[s.address for s in sks],
-                tenant_id=TENANT,
-                timeline_id=TIMELINE,
-                token=None,
-                pg_bin_postgres=fake.program if fake else Path("no-such-postgres"),
+            # The safekeepers' addresses exist once they listen: a replica or static spec
+            # lists one that is never asked.
+            addresses = [s.address for s in sks] or ["127.0.0.1:1"]
+            opts = PrepareOptions(
                 pgdata=fake.pgdata if fake else Path("no-such-pgdata"),
-                per_sk_timeout=5.0,
-                environ=fake.environ if fake else {},
-                sleep=FakeSleep(),
+                postgres=fake.program if fake else Path("no-such-postgres"),
+                privileged_role_name="neon_superuser",
+                internal_http_port=3081,
+                tls=None,
+                neon_available=True,
             )
+            pspec = _pspec(mode, addresses)
+            return await basebackup_lsn(pspec, opts, metrics, per_sk_timeout=5.0)
         finally:
             for s in sks:
                 await s.close()
 
-    return asyncio.run(main())
+    return asyncio.run(main()), metrics
 
 
-def test_mode_replica_is_latest_without_safekeepers() -> None:
-    assert _mode_run(ComputeMode.replica(), None, []) == StartLsn(lsn=None, replica=True)
+def test_mode_replica_is_latest_without_safekeepers(monkeypatch: pytest.MonkeyPatch) -> None:
+    lsn, metrics = _mode_run(ComputeMode.replica(), None, [], monkeypatch)
+    assert lsn is None
+    assert (metrics.sync_sk_check_ms, metrics.sync_safekeepers_ms) == (UNSET, UNSET)
 
 
-def test_mode_static_uses_its_lsn() -> None:
-    lsn = Lsn.parse("0/16B5A50")
-    assert _mode_run(ComputeMode.static(lsn), None, []) == StartLsn(lsn=lsn, replica=True)
+def test_mode_static_uses_its_lsn(monkeypatch: pytest.MonkeyPatch) -> None:
+    pinned = Lsn.parse("0/16B5A50")
+    lsn, metrics = _mode_run(ComputeMode.static(pinned), None, [], monkeypatch)
+    assert lsn == pinned
+    assert (metrics.sync_sk_check_ms, metrics.sync_safekeepers_ms) == (UNSET, UNSET)
 
 
-def test_mode_primary_fast_path_skips_sync() -> None:
-    result = _mode_run(ComputeMode.primary(), None, [FakeSafekeeper(row=("0/AB", "0/AB"))])
-    assert result.lsn == Lsn.parse("0/AB")
-    assert not result.replica
-    assert result.sync_sk_check_ms is not None
-    assert result.sync_safekeepers_ms is None
+def test_mode_primary_fast_path_skips_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    sks = [FakeSafekeeper(row=("0/AB", "0/AB"))]
+    lsn, metrics = _mode_run(ComputeMode.primary(), None, sks, monkeypatch)
+    assert lsn == Lsn.parse("0/AB")
+    assert metrics.sync_sk_check_ms >= 0
+    assert metrics.sync_safekeepers_ms == UNSET
 
 
-def test_mode_primary_fast_path_zero_means_latest() -> None:
-    result = _mode_run(ComputeMode.primary(), None, [FakeSafekeeper(row=("0/0", "0/0"))])
-    assert result.lsn is None
-    assert result.sync_safekeepers_ms is None
+def test_mode_primary_fast_path_zero_means_latest(monkeypatch: pytest.MonkeyPatch) -> None:
+    sks = [FakeSafekeeper(row=("0/0", "0/0"))]
+    lsn, metrics = _mode_run(ComputeMode.primary(), None, sks, monkeypatch)
+    assert lsn is None
+    assert metrics.sync_safekeepers_ms == UNSET
 
 
-def test_mode_primary_falls_back_to_sync(make_fake: MakeFake) -> None:
+def test_mode_primary_falls_back_to_sync(
+    make_fake: MakeFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = make_fake(PRINT_LSN)
-    result = _mode_run(ComputeMode.primary(), fake, [FakeSafekeeper(row=None)])
-    assert result.lsn == Lsn.parse("0/16B5A50")
-    assert result.sync_safekeepers_ms is not None
+    lsn, metrics = _mode_run(ComputeMode.primary(), fake, [FakeSafekeeper(row=None)], monkeypatch)
+    assert lsn == Lsn.parse("0/16B5A50")
+    assert metrics.sync_sk_check_ms >= 0
+    assert metrics.sync_safekeepers_ms >= 0
     assert len(fake.runs()) == 1
 
 
-def test_mode_primary_sync_zero_means_latest(make_fake: MakeFake) -> None:
+def test_mode_primary_sync_zero_means_latest(
+    make_fake: MakeFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = make_fake('print("0/0")\n')
-    result = _mode_run(ComputeMode.primary(), fake, [])
-    assert result == StartLsn(
-        lsn=None,
-        replica=False,
-        sync_sk_check_ms=result.sync_sk_check_ms,
-        sync_safekeepers_ms=result.sync_safekeepers_ms,
-    )
+    lsn, metrics = _mode_run(ComputeMode.primary(), fake, [FakeSafekeeper(row=None)], monkeypatch)
+    assert lsn is None
+    assert metrics.sync_sk_check_ms >= 0
+    assert metrics.sync_safekeepers_ms >= 0
 
 
 def test_fast_path_a_slow_safekeeper_costs_at_most_the_budget(

@@ -42,6 +42,21 @@ def test_lsn_parse_rejects(text: str) -> None:
         Lsn.parse(text)
 
 
+@pytest.mark.parametrize("text", ["0/16B5A50\n", "\t0/16B5A50\r\n", "\u00a00/16B5A50\u3000"])
+def test_lsn_parse_trims_unicode_white_space(text: str) -> None:
+    """Upstream trims surrounding White_Space (a newline included) before parsing."""
+    assert Lsn.parse(text) == 0x16B5A50
+
+
+@pytest.mark.parametrize("separator", ["\x1c", "\x1d", "\x1e", "\x1f"])
+def test_lsn_parse_keeps_what_python_alone_calls_space(separator: str) -> None:
+    """U+001C..U+001F are spaces to `str.strip()` but not to upstream's trim: refused."""
+    with pytest.raises(ValueError, match="invalid LSN"):
+        Lsn.parse(f"{separator}0/1")
+    with pytest.raises(ValueError, match="invalid LSN"):
+        Lsn.parse(f"0/1{separator}")
+
+
 @given(st.integers(min_value=0, max_value=2**64 - 1))
 def test_lsn_round_trip(value: int) -> None:
     assert Lsn.parse(str(Lsn(value))) == value

@@ -22,7 +22,6 @@ from compute_ctl.catalog.migrations import (
 from compute_ctl.catalog.ondemand import install_extension, set_role_grants
 from compute_ctl.catalog.phases import ALL_PHASES, Phase, Plan, Statement
 from compute_ctl.catalog.plan import PlanOptions, build_plan
-from compute_ctl.catalog.validate import check_spec
 from compute_ctl.spec.privilege import Privilege
 
 __all__ = [
@@ -37,7 +36,6 @@ __all__ = [
     "apply_spec",
     "build_plan",
     "check_migration_effects",
-    "check_spec",
     "install_extension",
     "max_service_connections",
     "plan_spec",

@@ -1,8 +1,9 @@
 """Entry points: apply a spec to a running Postgres, or just say what applying it would do.
 
 `apply_spec` is upstream's `apply_spec_sql`: read the catalog once, plan, execute. The spec is
-validated before the first connection, so a bad password or option changes nothing. `plan_spec`
-stops after planning, on a read-only session. Neither runs migrations (see `migrations`).
+validated before the first connection (by resolution, `ParsedSpec.catalog`, or here for a bare
+spec), so a bad password or option changes nothing. `plan_spec` stops after planning, on a
+read-only session. Neither runs migrations (see `migrations`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import psycopg
 from compute_ctl.catalog.connect import connect_maintenance
 from compute_ctl.catalog.execute import Executor
 from compute_ctl.catalog.inspect import Snapshot, inspect
-from compute_ctl.catalog.options import check_name
 from compute_ctl.catalog.phases import ALL_PHASES, Phase, Plan
 from compute_ctl.catalog.plan import DEFAULT_PRIVILEGED_ROLE, PlanOptions, build_plan
-from compute_ctl.catalog.validate import CheckedSpec, check_spec
 from compute_ctl.errors import SpecError
 from compute_ctl.postgres.connect import ADMIN_ROLE
+from compute_ctl.spec.catalog_checks import CheckedCatalog, check_catalog, check_name
 from compute_ctl.spec.models import ComputeSpec, find_option
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def max_service_connections(spec: ComputeSpec, *, starting: bool) -> int:
     return 100
 
 
-def _deleting_roles(checked: CheckedSpec) -> list[str]:
+def _deleting_roles(checked: CheckedCatalog) -> list[str]:
     return [op.name for op in checked.deltas if op.action == "delete_role"]
 
 
@@ -86,7 +86,7 @@ def _timeline(spec: ComputeSpec, timeline_id: str | None) -> str | None:
 
 async def _snapshot(
     conn: psycopg.AsyncConnection[Any],
-    checked: CheckedSpec,
+    checked: CheckedCatalog,
     privileged_role_name: str,
     timeline: str | None,
 ) -> Snapshot:
@@ -101,7 +101,7 @@ async def _snapshot(
 async def _plan(
     conn: psycopg.AsyncConnection[Any],
     spec: ComputeSpec,
-    checked: CheckedSpec,
+    checked: CheckedCatalog,
     *,
     privileged_role_name: str,
     phase_set: Collection[Phase],
@@ -131,7 +131,7 @@ async def plan_spec(
 ) -> Plan:
     """The plan `apply_spec` would execute now. Read-only: the session refuses writes."""
     check_name("role", privileged_role_name, "privileged_role_name")
-    checked = check_spec(spec)
+    checked = check_catalog(spec)
     timeline = _timeline(spec, timeline_id)
     conn = await connect_maintenance(
         connstr, application_name=APPLY_APPLICATION_NAME, repair_admin=False
@@ -158,16 +158,21 @@ async def apply_spec(
     phase_set: Collection[Phase] = ALL_PHASES,
     timeline_id: str | None = None,
     lakebase: bool = False,
+    checked: CheckedCatalog | None = None,
 ) -> ApplyReport:
     """Bring the catalog in line with `spec` (roles, databases, delta operations, grants,
     extensions). Raises SpecError before touching anything when the spec cannot be applied,
-    CatalogError (phase, object, Postgres' message) when a statement fails."""
+    CatalogError (phase, object, Postgres' message) when a statement fails.
+
+    `checked` is the spec's catalog part as resolution checked it (`ParsedSpec.catalog`);
+    without it the spec is checked here."""
     started = time.monotonic()
     if spec.skip_pg_catalog_updates:
         log.info("skip_pg_catalog_updates is set: roles, databases and extensions left as they are")
         return ApplyReport(skipped=True)
     check_name("role", privileged_role_name, "privileged_role_name")
-    checked = check_spec(spec)
+    if checked is None:
+        checked = check_catalog(spec)
     timeline = _timeline(spec, timeline_id)
     log.info("Applying config with max %d concurrency", concurrency)
     conn = await connect_maintenance(connstr, application_name=APPLY_APPLICATION_NAME)

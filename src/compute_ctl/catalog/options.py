@@ -1,199 +1,18 @@
-"""Turning spec values into SQL we can execute safely: names, passwords, role and database options.
+"""Turning checked spec values into SQL we can execute safely: role and database options.
 
 Upstream splices spec text into statements (option names verbatim, passwords unescaped). We build
-every statement with `psycopg.sql`, so each part of an option has to be understood first: a
-keyword from a fixed list, an identifier, a number or a string literal. Anything we cannot place
-in one of those is refused with an error naming the object and the spec field, before any
-statement runs. Passwords are checked the way Postgres itself checks them: a value that is not a
-well-formed md5 digest or SCRAM verifier would silently be taken as a *plaintext* password and
-hashed again, locking the user out, so such values are refused instead.
+every statement with `psycopg.sql`, from values that resolution has already understood
+(`compute_ctl.spec.catalog_checks`): a keyword from a fixed list, an identifier, a number or a
+string literal. Anything that could not be placed in one of those was refused there, before any
+statement runs.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-from dataclasses import dataclass, field
-
 from psycopg import sql
 
 from compute_ctl.catalog.phases import REDACTED
-from compute_ctl.errors import SpecError
-from compute_ctl.spec.models import Database, GenericOption, Role
-
-NAMEDATALEN = 64  # Postgres keeps at most NAMEDATALEN - 1 bytes of an identifier
-
-_MD5_DIGEST = re.compile(r"[0-9A-Fa-f]{32}")
-_SCRAM = re.compile(r"SCRAM-SHA-256\$([0-9]+):([^$:]+)\$([^$:]+):([^$:]+)")
-_SCRAM_KEY_BYTES = 32
-
-
-def check_name(kind: str, name: str, field_path: str) -> None:
-    """Refuse a role or database name Postgres would store differently from the spec.
-
-    A name longer than 63 bytes is silently truncated by Postgres, so the catalog would never
-    match the spec and every apply would try to create the object again.
-    """
-    if not name:
-        raise SpecError(field_path, f"{kind} name is empty")
-    if "\0" in name:
-        raise SpecError(field_path, f"{kind} name {name!r} contains a NUL character")
-    size = len(name.encode())
-    if size >= NAMEDATALEN:
-        raise SpecError(
-            field_path,
-            f"{kind} name {name!r} is {size} bytes long; Postgres allows at most {NAMEDATALEN - 1}",
-        )
-
-
-def _b64(text: str) -> bytes | None:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def is_scram_verifier(text: str) -> bool:
-    """`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` with base64 parts and
-    32-byte keys, as Postgres' parse_scram_secret accepts it."""
-    match = _SCRAM.fullmatch(text)
-    if match is None:
-        return False
-    iterations, salt, stored, server = match.groups()
-    if not 0 < int(iterations) < 2**31:
-        return False
-    salt_bytes = _b64(salt)
-    if not salt_bytes:
-        return False
-    return all(
-        (key := _b64(part)) is not None and len(key) == _SCRAM_KEY_BYTES
-        for part in (stored, server)
-    )
-
-
-def stored_password(role: Role, field_path: str) -> str | None:
-    """What `pg_authid.rolpassword` holds once the spec's password is applied.
-
-    An md5 digest arrives without its `md5` prefix and is stored with it. Postgres recognises
-    an md5 hash only in lower-case hex, so the digest is lower-cased (an upper-case digest would
-    otherwise be hashed as a plaintext password).
-    """
-    password = role.encrypted_password
-    if password is None:
-        return None
-    if _MD5_DIGEST.fullmatch(password):
-        return "md5" + password.lower()
-    if is_scram_verifier(password):
-        return password
-    raise SpecError(
-        field_path,
-        f"role {role.name!r}: encrypted_password must be an md5 digest (32 hex digits, without "
-        "the 'md5' prefix) or a SCRAM-SHA-256 verifier "
-        "(SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)",
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Role options
-
-_ROLE_FLAGS = frozenset(
-    {
-        "SUPERUSER",
-        "NOSUPERUSER",
-        "CREATEDB",
-        "NOCREATEDB",
-        "CREATEROLE",
-        "NOCREATEROLE",
-        "INHERIT",
-        "NOINHERIT",
-        "LOGIN",
-        "NOLOGIN",
-        "REPLICATION",
-        "NOREPLICATION",
-        "BYPASSRLS",
-        "NOBYPASSRLS",
-    }
-)
-# Membership clauses (CREATE ROLE only), with their obsolete spellings.
-_ROLE_LISTS = {
-    "IN ROLE": "IN ROLE",
-    "IN GROUP": "IN ROLE",
-    "ROLE": "ROLE",
-    "USER": "ROLE",
-    "ADMIN": "ADMIN",
-}
-_IDENT_LIST = re.compile(r'\s*("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\s*(?:,|$)')
-
-
-@dataclass
-class RoleOptions:
-    """A role's spec options, understood: flags, limits and membership lists."""
-
-    flags: list[str] = field(default_factory=list)
-    connection_limit: int | None = None
-    valid_until: str | None = None
-    members: dict[str, list[str]] = field(default_factory=dict)  # "IN ROLE"/"ROLE"/"ADMIN"
-
-    @property
-    def login_given(self) -> bool:
-        return "LOGIN" in self.flags or "NOLOGIN" in self.flags
-
-
-def _split_keyword(name: str, keywords: set[str] | frozenset[str]) -> tuple[str, str] | None:
-    """(keyword, rest) for the longest keyword `name` starts with, ignoring case and spacing."""
-    words = name.split()
-    for count in (2, 1):
-        head = " ".join(words[:count]).upper()
-        if len(words) >= count and head in keywords:
-            return head, " ".join(words[count:])
-    return None
-
-
-def _ident_list(text: str) -> list[str] | None:
-    """Parse `a, "B c"` into names (unquoted names fold to lower case, as in SQL)."""
-    names: list[str] = []
-    position = 0
-    text = text.strip()
-    while position < len(text):
-        match = _IDENT_LIST.match(text, position)
-        if match is None or match.end() == position:
-            return None
-        token = match.group(1)
-        names.append(token[1:-1].replace('""', '"') if token.startswith('"') else token.lower())
-        position = match.end()
-    return names or None
-
-
-def parse_role_options(role: Role, field_path: str) -> RoleOptions:
-    parsed = RoleOptions()
-    keywords = _ROLE_FLAGS | set(_ROLE_LISTS) | {"CONNECTION LIMIT", "VALID UNTIL"}
-    for index, option in enumerate(role.options or ()):
-        where = f"{field_path}[{index}]"
-        split = _split_keyword(option.name, keywords)
-        problem = f"role {role.name!r}: unsupported role option {option.name!r}"
-        if split is None:
-            raise SpecError(where, problem)
-        keyword, rest = split
-        argument = option.value if option.value is not None else rest
-        if keyword in _ROLE_FLAGS:
-            if rest or option.value is not None:
-                raise SpecError(where, f"role {role.name!r}: option {keyword} takes no value")
-            parsed.flags.append(keyword)
-        elif keyword == "CONNECTION LIMIT":
-            if not re.fullmatch(r"-?[0-9]+", argument.strip()):
-                raise SpecError(where, f"role {role.name!r}: CONNECTION LIMIT needs an integer")
-            parsed.connection_limit = int(argument)
-        elif keyword == "VALID UNTIL":
-            if option.value is None:
-                raise SpecError(where, f"role {role.name!r}: VALID UNTIL needs a value")
-            parsed.valid_until = option.value
-        else:
-            names = _ident_list(argument)
-            if names is None:
-                raise SpecError(where, f"role {role.name!r}: {keyword} needs a list of role names")
-            parsed.members.setdefault(_ROLE_LISTS[keyword], []).extend(names)
-    return parsed
+from compute_ctl.spec.catalog_checks import DatabaseOption, RoleOptions
 
 
 def _role_list(names: list[str]) -> sql.Composable:
@@ -242,49 +61,7 @@ def role_option_clauses(
 # --------------------------------------------------------------------------------------------
 # Database options
 
-# CREATE DATABASE options and whether their value is an integer (else a string literal, which
-# Postgres accepts for every other option, booleans and names included).
-_DB_OPTIONS: dict[str, bool] = {
-    "TEMPLATE": False,
-    "ENCODING": False,
-    "STRATEGY": False,
-    "LOCALE": False,
-    "LC_COLLATE": False,
-    "LC_CTYPE": False,
-    "BUILTIN_LOCALE": False,
-    "ICU_LOCALE": False,
-    "ICU_RULES": False,
-    "LOCALE_PROVIDER": False,
-    "COLLATION_VERSION": False,
-    "TABLESPACE": False,
-    "ALLOW_CONNECTIONS": False,
-    "IS_TEMPLATE": False,
-    "CONNECTION LIMIT": True,
-    "OID": True,
-}
 
-
-def _db_option(database: Database, option: GenericOption, where: str) -> sql.Composable:
-    split = _split_keyword(option.name, frozenset(_DB_OPTIONS))
-    if split is None or split[1]:
-        raise SpecError(
-            where, f"database {database.name!r}: unsupported database option {option.name!r}"
-        )
-    keyword = split[0]
-    if option.value is None:
-        raise SpecError(where, f"database {database.name!r}: option {keyword} needs a value")
-    if _DB_OPTIONS[keyword]:
-        if not re.fullmatch(r"-?[0-9]+", option.value.strip()):
-            raise SpecError(where, f"database {database.name!r}: {keyword} needs an integer")
-        value: sql.Composable = sql.Literal(int(option.value))
-    else:
-        value = sql.Literal(option.value)
-    return sql.SQL(keyword + " {}").format(value)
-
-
-def database_option_clauses(database: Database, field_path: str) -> list[sql.Composable]:
-    """The spec's CREATE DATABASE options (OWNER is added by the caller)."""
-    return [
-        _db_option(database, option, f"{field_path}[{index}]")
-        for index, option in enumerate(database.options or ())
-    ]
+def database_option_clause(option: DatabaseOption) -> sql.Composable:
+    """One CREATE DATABASE option clause (`CONNECTION LIMIT 5`, `LOCALE 'C'`)."""
+    return sql.SQL(option.keyword + " {}").format(sql.Literal(option.value))

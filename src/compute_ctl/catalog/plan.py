@@ -22,10 +22,10 @@ from typing import LiteralString
 from psycopg import sql
 
 from compute_ctl.catalog.inspect import SHARED_OBJECTS_DBID, DatabaseInfo, Snapshot
-from compute_ctl.catalog.options import role_option_clauses
+from compute_ctl.catalog.options import database_option_clause, role_option_clauses
 from compute_ctl.catalog.phases import ALL_PHASES, Phase, Plan, Query, Statement
-from compute_ctl.catalog.validate import CheckedSpec, check_spec
 from compute_ctl.errors import SpecError
+from compute_ctl.spec.catalog_checks import CheckedCatalog, check_catalog
 from compute_ctl.spec.models import ComputeAudit, ComputeSpec, Database, DeltaOp, find_option
 
 DEFAULT_PRIVILEGED_ROLE = "neon_superuser"
@@ -111,7 +111,7 @@ class _Db:
 
 class _Planner:
     def __init__(
-        self, spec: ComputeSpec, checked: CheckedSpec, snapshot: Snapshot, options: PlanOptions
+        self, spec: ComputeSpec, checked: CheckedCatalog, snapshot: Snapshot, options: PlanOptions
     ) -> None:
         self.spec = spec
         self.checked = checked
@@ -334,7 +334,7 @@ class _Planner:
             create = sql.SQL(" ").join(
                 [
                     sql.SQL("CREATE DATABASE {}").format(_ident(db.name)),
-                    *checked.options,
+                    *(database_option_clause(option) for option in checked.options),
                     sql.SQL("OWNER {}").format(_ident(db.owner)),
                 ]
             )
@@ -582,7 +582,7 @@ def build_plan(
     snapshot: Snapshot,
     options: PlanOptions | None = None,
     *,
-    checked: CheckedSpec | None = None,
+    checked: CheckedCatalog | None = None,
 ) -> Plan:
     """The statements that bring the catalog in `snapshot` to what `spec` asks for.
 
@@ -590,5 +590,5 @@ def build_plan(
     options, delta operations)."""
     options = options or PlanOptions()
     if checked is None:
-        checked = check_spec(spec)
+        checked = check_catalog(spec)
     return _Planner(spec, checked, snapshot, options).plan()

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Awaitable, Callable
 
 from compute_ctl.errors import ComputeError
-from compute_ctl.spec.models import PageserverConnectionInfo, PageserverProtocol
+from compute_ctl.spec.models import PageserverConnectionInfo
 from compute_ctl.spec.resolve import ParsedSpec
-from compute_ctl.spec.types import Lsn, ShardIndex, TenantShardId, effective_shard_count
+from compute_ctl.spec.types import Lsn
 from compute_ctl.state import ComputeState
+from compute_ctl.storage.pageserver import pageserver_client
 
 log = logging.getLogger(__name__)
 
@@ -27,60 +27,23 @@ RETRY_MULTIPLIER = 1.5
 RETRY_MAX = 60.0
 RENEW_MARGIN = datetime.timedelta(seconds=60)
 
-LeaseCall = Callable[[str, ParsedSpec, ShardIndex, Lsn], Awaitable[datetime.datetime | None]]
-
 
 class LeaseRefusedError(Exception):
     """A pageserver will not lease this LSN (behind the GC cutoff): permanent."""
-
-
-async def _lease_libpq(
-    url: str, pspec: ParsedSpec, shard: ShardIndex, lsn: Lsn
-) -> datetime.datetime | None:
-    from compute_ctl.storage.libpq import libpq_lease_lsn  # noqa: PLC0415 - static computes only
-
-    return await libpq_lease_lsn(
-        url,
-        TenantShardId(pspec.tenant_id, shard),
-        pspec.timeline_id,
-        lsn,
-        token=pspec.storage_auth_token,
-    )
-
-
-async def _lease_grpc(
-    url: str, pspec: ParsedSpec, shard: ShardIndex, lsn: Lsn
-) -> datetime.datetime | None:
-    from compute_ctl.storage.grpc import grpc_lease_lsn  # noqa: PLC0415 - static computes only
-
-    return await grpc_lease_lsn(
-        url, pspec.tenant_id, pspec.timeline_id, shard, lsn, token=pspec.storage_auth_token
-    )
 
 
 async def acquire_leases(pspec: ParsedSpec, lsn: Lsn) -> datetime.datetime:
     """Lease `lsn` on every shard from every listed pageserver; the earliest expiry.
 
     Raises LeaseRefusedError when any of them refuses, and StorageError (or SpecError for a
-    shard without a URL) for anything worth retrying."""
-    conninfo = pspec.pageserver_conninfo
-    protocol = conninfo.prefer_protocol
-    call: LeaseCall = _lease_grpc if protocol is PageserverProtocol.GRPC else _lease_libpq
+    pageserver without a URL for the preferred protocol) for anything worth retrying."""
+    client = pageserver_client(pspec)
     expiries: list[datetime.datetime] = []
-    for number in range(effective_shard_count(conninfo.shard_count)):
-        shard = ShardIndex(number, conninfo.shard_count)
-        info = conninfo.shards.get(shard)
-        pageservers = info.pageservers if info is not None else []
-        for pageserver in pageservers:
-            url = (
-                pageserver.grpc_url if protocol is PageserverProtocol.GRPC else pageserver.libpq_url
-            )
-            if url is None:
-                raise ComputeError(f"no {protocol.value}_url for shard {shard}")
-            expires = await call(url, pspec, shard, lsn)
-            if expires is None:
-                raise LeaseRefusedError(f"shard {shard}")
-            expiries.append(expires)
+    for shard, url in pspec.lease_targets():
+        expires = await client.lease_lsn(url, shard, lsn)
+        if expires is None:
+            raise LeaseRefusedError(f"shard {shard}")
+        expiries.append(expires)
     if not expiries:
         raise LeaseRefusedError("no pageserver to lease from")
     return min(expiries)

@@ -24,8 +24,8 @@ from compute_ctl.spec.models import PageserverProtocol, TlsConfig
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.types import Lsn
 from compute_ctl.state import ComputeMetrics
-from compute_ctl.storage.extract import fixup_signal_files
 from compute_ctl.storage.retry import basebackup_retry_policy
+from compute_ctl.storage.signal_files import fixup_signal_files
 from compute_ctl.tls import install_tls_files, tls_active
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def conf_options(opts: PrepareOptions) -> ConfOptions:
 
 
 def write_postgresql_conf(pspec: ParsedSpec, opts: PrepareOptions) -> None:
-    text = render_postgresql_conf(pspec.spec, conf_options(opts))
+    text = render_postgresql_conf(pspec.spec, conf_options(opts), pspec.postgres_pageservers)
     (opts.pgdata / "postgresql.conf").write_text(text)
 
 
@@ -74,13 +74,20 @@ def recreate_pgdata(pgdata: Path) -> None:
 
 
 async def basebackup_lsn(
-    pspec: ParsedSpec, opts: PrepareOptions, metrics: ComputeMetrics
+    pspec: ParsedSpec,
+    opts: PrepareOptions,
+    metrics: ComputeMetrics,
+    *,
+    per_sk_timeout: float | None = None,
 ) -> Lsn | None:
-    """The LSN to fetch at: the safekeepers' commit LSN for a primary, the pinned LSN for a
-    static compute, latest (None) for a replica."""
+    """The LSN to fetch at: the safekeepers' commit LSN for a primary (asked, else agreed by
+    `postgres --sync-safekeepers`), the pinned LSN for a static compute, latest (None) for a
+    replica. An LSN of 0/0 always means latest. `per_sk_timeout` overrides the fast path's
+    budget per safekeeper (tests on a loaded machine)."""
     # The storage clients (psycopg, grpc) load here, not at process start: /status must
     # answer as early as possible.
     from compute_ctl.storage.safekeepers import (  # noqa: PLC0415
+        PER_SAFEKEEPER_TIMEOUT,
         check_already_synced,
         sync_safekeepers,
     )
@@ -96,6 +103,7 @@ async def basebackup_lsn(
         pspec.tenant_id,
         pspec.timeline_id,
         pspec.storage_auth_token,
+        PER_SAFEKEEPER_TIMEOUT if per_sk_timeout is None else per_sk_timeout,
     )
     metrics.sync_sk_check_ms = int((time.monotonic() - started) * 1000)
     if synced is not None:
@@ -118,7 +126,8 @@ async def basebackup_lsn(
 def _import_storage_clients(*, grpc: bool) -> None:
     """psycopg (safekeepers, libpq pageserver) always; grpc only when it fetches the
     basebackup."""
-    for name in ("basebackup", "libpq", "safekeepers", *(("grpc",) if grpc else ())):
+    names = ("basebackup", "pageserver", "libpq", "safekeepers", *(("grpc",) if grpc else ()))
+    for name in names:
         importlib.import_module(f"compute_ctl.storage.{name}")
 
 
@@ -142,12 +151,14 @@ async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: Compu
     write_postgresql_conf(pspec, opts)
     # A worker thread imports the storage clients (a tenth of a second with grpc), so that
     # the event loop keeps answering HTTP meanwhile.
-    grpc = pspec.pageserver_conninfo.prefer_protocol is PageserverProtocol.GRPC
+    grpc = pspec.protocol is PageserverProtocol.GRPC
     await asyncio.to_thread(_import_storage_clients, grpc=grpc)
     from compute_ctl.storage.basebackup import get_basebackup  # noqa: PLC0415 - see above
+    from compute_ctl.storage.pageserver import pageserver_client  # noqa: PLC0415 - see above
 
     lsn = await basebackup_lsn(pspec, opts, metrics)
-    stats = await get_basebackup(pspec, lsn, opts.pgdata, policy=basebackup_retry_policy())
+    client = pageserver_client(pspec)
+    stats = await get_basebackup(client, lsn, opts.pgdata, policy=basebackup_retry_policy())
     metrics.pageserver_connect_micros = stats.connect_micros
     metrics.basebackup_bytes = stats.compressed_bytes
     metrics.basebackup_ms = stats.duration_ms

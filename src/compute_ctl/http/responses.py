@@ -1,15 +1,16 @@
-"""Response conventions shared by every route: JSON bodies, `{"error": ...}` failures, and
-upstream's timestamp formats."""
+"""Response conventions shared by every route: JSON bodies and `{"error": ...}` failures."""
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
 from typing import Any
 
 from starlette.responses import Response
 
+# The text forms live in a base module (the remote-extension download uses them too); routes
+# keep importing them from here.
+from compute_ctl.formats import rfc3339_offset, rfc3339_z, rust_debug_str
 from compute_ctl.state import ComputeState, ComputeStatus, WrongStateError
 
 log = logging.getLogger(__name__)
@@ -45,38 +46,13 @@ def unless_running(state: ComputeState) -> JsonResponse | None:
     return None if status is ComputeStatus.RUNNING else wrong_state(status)
 
 
-def _fraction(dt: datetime) -> str:
-    # chrono prints 0, 3, 6 or 9 fractional digits, as few as represent the value exactly.
-    micros = dt.microsecond
-    if micros == 0:
-        return ""
-    if micros % 1000 == 0:
-        return f".{micros // 1000:03d}"
-    return f".{micros:06d}"
-
-
-def rfc3339_z(dt: datetime) -> str:
-    """`2026-03-25T09:27:03.512873Z` (the form of `start_time`)."""
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + _fraction(dt) + "Z"
-
-
-def rfc3339_offset(dt: datetime) -> str:
-    """`2026-03-25T09:31:10.004312+00:00` (the form of `last_active`)."""
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + _fraction(dt) + "+00:00"
-
-
-_DEBUG_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
-
-
-def rust_debug_str(text: str) -> str:
-    """`text` quoted as Rust's `{:?}` prints a string: printable characters (any script) kept,
-    quotes and backslashes escaped, other control characters as `\\u{1b}`."""
-    out = []
-    for char in text:
-        if char in _DEBUG_ESCAPES:
-            out.append(_DEBUG_ESCAPES[char])
-        elif char.isprintable() or char == " ":
-            out.append(char)
-        else:
-            out.append(f"\\u{{{ord(char):x}}}")
-    return '"' + "".join(out) + '"'
+__all__ = [
+    "JsonResponse",
+    "json_error",
+    "json_ok",
+    "rfc3339_offset",
+    "rfc3339_z",
+    "rust_debug_str",
+    "unless_running",
+    "wrong_state",
+]

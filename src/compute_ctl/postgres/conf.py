@@ -10,8 +10,10 @@ catalog updates use to lift limits for a moment.
 Everything outside the spec that influences the text (command-line flags, the TLS config, what
 `/proc/sys/vm/overcommit_memory` says, lakebase mode) arrives in `ConfOptions`, so rendering has
 no I/O and no environment reads and can be tested byte for byte. The renderer works on the raw
-spec, not on the resolved storage info: values that resolution finds through GUC fallbacks reach
-Postgres through the settings block, not a second time through the Neon block.
+spec, except for the pageservers: their lines come from `PostgresPageservers`, which resolution
+derives from the spec's own fields (`ParsedSpec.postgres_pageservers`). Values that resolution
+finds through GUC fallbacks reach Postgres through the settings block, not a second time through
+the Neon block.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from compute_ctl.errors import ConfigError
 from compute_ctl.postgres.quoting import escape_conf_value
 from compute_ctl.spec.models import (
     ComputeAudit,
@@ -29,11 +30,10 @@ from compute_ctl.spec.models import (
     DatabricksSettings,
     GenericOption,
     GenericOptions,
-    PageserverConnectionInfo,
     TlsConfig,
     find_option,
 )
-from compute_ctl.spec.types import ShardIndex, effective_shard_count
+from compute_ctl.spec.resolve import PostgresPageservers
 
 TEMP_OVERRIDE_FILE = "compute_ctl_temp_override.conf"
 """Included last by `postgresql.conf`; holds `TEMP_OVERRIDE_SETTINGS` during catalog updates."""
@@ -104,63 +104,26 @@ def render_settings(options: GenericOptions) -> str:
 # Storage addresses
 
 
-def _conninfo_libpq_urls(info: PageserverConnectionInfo) -> list[str] | None:
-    """The first pageserver's libpq URL of every shard in shard order, or None if any shard
-    lacks one (then Postgres gets no connstring at all rather than a partial shard map).
-
-    Every shard is checked, so a malformed map is reported even when URLs are missing.
-    """
-    urls: list[str | None] = []
-    for number in range(effective_shard_count(info.shard_count)):
-        index = ShardIndex(number, info.shard_count)
-        shard = info.shards.get(index)
-        if shard is None:
-            raise ConfigError(f"shard {index} missing from pageserver_connection_info shard map")
-        if not shard.pageservers:
-            raise ConfigError(
-                f"shard {index} in pageserver_connection_info has an empty pageservers list: "
-                "must have at least one pageserver"
-            )
-        urls.append(shard.pageservers[0].libpq_url)
-    if any(url is None for url in urls):
-        return None
-    return [url for url in urls if url is not None]
-
-
-def pageserver_connstring_for_postgres(spec: ComputeSpec) -> str | None:
-    """The (unquoted) `neon.pageserver_connstring` value the Neon block writes, or None.
-
-    `pageserver_connection_info` wins over the legacy `pageserver_connstring` field. Only libpq
-    URLs are ever given to Postgres; gRPC URLs and `prefer_protocol` concern compute_ctl alone.
-    """
-    info = spec.pageserver_connection_info
-    if info is None:
-        return spec.pageserver_connstring
-    urls = _conninfo_libpq_urls(info)
-    return None if urls is None else ",".join(urls)
-
-
-def _storage_lines(spec: ComputeSpec) -> Iterator[str]:
+def _storage_lines(spec: ComputeSpec, pageservers: PostgresPageservers) -> Iterator[str]:
     # The stripe size comes before the connstring: the extension parses the shard map with the
     # stripe size in effect at the moment it reads the connstring.
-    info = spec.pageserver_connection_info
-    if info is not None:
-        if info.stripe_size is not None:
+    stripe, connstring = pageservers.stripe_size, pageservers.connstring
+    if pageservers.from_conninfo:
+        if stripe is not None:
             yield "# from compute spec's pageserver_connection_info.stripe_size field"
-            yield f"neon.stripe_size={info.stripe_size}"
-        connstring = pageserver_connstring_for_postgres(spec)
+            yield f"neon.stripe_size={stripe}"
         if connstring is None:
             yield "# no neon.pageserver_connstring"
         else:
             yield "# derived from compute spec's pageserver_connection_info field"
             yield f"neon.pageserver_connstring={escape_conf_value(connstring)}"
     else:
-        if spec.shard_stripe_size is not None:
+        if stripe is not None:
             yield "# from compute spec's shard_stripe_size field"
-            yield f"neon.stripe_size={spec.shard_stripe_size}"
-        if spec.pageserver_connstring is not None:
+            yield f"neon.stripe_size={stripe}"
+        if connstring is not None:
             yield "# from compute spec's pageserver_connstring field"
-            yield f"neon.pageserver_connstring={escape_conf_value(spec.pageserver_connstring)}"
+            yield f"neon.pageserver_connstring={escape_conf_value(connstring)}"
 
     if spec.safekeeper_connstrings:
         # The membership generation travels as a prefix of the list; there is no separate GUC.
@@ -261,10 +224,12 @@ def _lakebase_lines(port: int, settings: DatabricksSettings | None) -> Iterator[
 # The whole file
 
 
-def _conf_lines(spec: ComputeSpec, options: ConfOptions) -> Iterator[str]:
+def _conf_lines(
+    spec: ComputeSpec, options: ConfOptions, pageservers: PostgresPageservers
+) -> Iterator[str]:
     yield "# Neon storage settings"
     yield ""
-    yield from _storage_lines(spec)
+    yield from _storage_lines(spec, pageservers)
 
     if options.tls is not None and spec.has_feature(ComputeFeature.TLS_EXPERIMENTAL):
         # The files are copied into PGDATA under these names by the caller.
@@ -316,17 +281,19 @@ def _conf_lines(spec: ComputeSpec, options: ConfOptions) -> Iterator[str]:
     yield f"include_if_exists = {escape_conf_value(TEMP_OVERRIDE_FILE)}"
 
 
-def render_postgresql_conf(spec: ComputeSpec, options: ConfOptions) -> str:
+def render_postgresql_conf(
+    spec: ComputeSpec, options: ConfOptions, pageservers: PostgresPageservers
+) -> str:
     """The complete `postgresql.conf` for `spec`, every line ending with a newline.
 
-    Raises ConfigError when `pageserver_connection_info` lacks a shard or a shard has no
-    pageserver (upstream fails or panics there), before anything would be written.
+    `pageservers` is what resolution derived from the same spec (`ParsedSpec.postgres_pageservers`
+    or `postgres_pageservers(spec)`); a shard map it cannot be written from was refused there.
     """
     head = ""
     if spec.cluster.postgresql_conf is not None:
         # Verbatim, plus a newline: a text that already ends with one leaves a blank line.
         head = spec.cluster.postgresql_conf + "\n"
-    return head + "".join(f"{line}\n" for line in _conf_lines(spec, options))
+    return head + "".join(f"{line}\n" for line in _conf_lines(spec, options, pageservers))
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,7 +357,6 @@ __all__ = [
     "audit_requires_endpoint",
     "line_in_file",
     "line_in_file_path",
-    "pageserver_connstring_for_postgres",
     "render_audit_block",
     "render_postgresql_conf",
     "render_setting",

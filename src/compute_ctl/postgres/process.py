@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from compute_ctl.errors import PostgresError
+from compute_ctl.subprocesses import stop_child
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +75,9 @@ class PostgresProcess:
         return code
 
     async def stop(self, signum: int = signal.SIGINT, timeout: float = 60.0) -> int:
-        """Stop and reap, escalating to SIGKILL if it will not go in time (no orphans)."""
-        self.send_signal(signum)
-        try:
-            return await asyncio.wait_for(asyncio.shield(self.wait()), timeout)
-        except TimeoutError:
-            self.send_signal(signal.SIGKILL)
-            return await self.wait()
+        """Stop and reap, escalating to SIGKILL if it will not go in time (no orphans). A
+        cancelled stop leaves the postmaster to finish the shutdown it was asked for."""
+        return await stop_child(self.process, signum, timeout, wait=self.wait, kill_on_cancel=False)
 
 
 async def forward_log(

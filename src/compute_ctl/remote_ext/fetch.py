@@ -31,8 +31,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import zstandard
 
+from compute_ctl.archive import ArchiveError, TarballSink
 from compute_ctl.control_plane import UNKNOWN_STATUS, status_line
-from compute_ctl.http.responses import rust_debug_str
+from compute_ctl.formats import rust_debug_str
 from compute_ctl.remote_ext.errors import DownloadError
 from compute_ctl.remote_ext.index import RemoteArchive
 from compute_ctl.remote_ext.install import (
@@ -41,7 +42,6 @@ from compute_ctl.remote_ext.install import (
     install_unpacked,
     remove_tree,
 )
-from compute_ctl.storage.extract import ArchiveError, TarballSink
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,13 @@ A spec can say where its pageservers are in three ways, newest first: the per-sh
 one present wins, without cross-checking the others, exactly as upstream. Safekeepers, tenant and
 timeline ids and the endpoint-storage address have similar setting fallbacks. Errors use
 upstream's texts so operators see the messages they know, plus the field they concern.
+
+Resolution is the one place that decides whether a spec can start: the shard map is walked once
+(every shard present, each with a pageserver, shard 0 with a URL for the preferred protocol),
+the catalog parts are checked once (`catalog_checks`), and the result carries everything later
+steps need, so that none of them re-reads the raw spec for these facts: the pageserver URLs for
+the basebackup and the LSN leases, and what `postgresql.conf`'s Neon block says about the
+pageservers (`PostgresPageservers`).
 """
 
 from __future__ import annotations
@@ -14,8 +21,8 @@ import itertools
 from dataclasses import dataclass
 from typing import TypeVar
 
-from compute_ctl.errors import ConfigError, SpecError
-from compute_ctl.postgres.conf import pageserver_connstring_for_postgres
+from compute_ctl.errors import SpecError
+from compute_ctl.spec.catalog_checks import CheckedCatalog, check_catalog, check_rename_target
 from compute_ctl.spec.hostport import parse_host_port
 from compute_ctl.spec.models import (
     ComputeSpec,
@@ -25,9 +32,15 @@ from compute_ctl.spec.models import (
     PageserverShardInfo,
     find_option,
 )
-from compute_ctl.spec.types import ShardIndex, TenantId, TimelineId, hex_decode_error
+from compute_ctl.spec.types import (
+    ShardIndex,
+    TenantId,
+    TimelineId,
+    effective_shard_count,
+    hex_decode_error,
+)
 
-RENAME_ACTIONS = ("rename_db", "rename_role")
+CONNINFO_FIELD = "pageserver_connection_info"
 
 
 def setting_path(name: str) -> str:
@@ -36,18 +49,63 @@ def setting_path(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class ShardPageservers:
+    """One shard of the map, in shard order, with its pageservers (at least one)."""
+
+    index: ShardIndex
+    pageservers: tuple[PageserverShardConnectionInfo, ...]
+
+    def url(self, position: int, protocol: PageserverProtocol) -> str:
+        """The URL of the `position`th pageserver for `protocol`, with upstream's error text.
+
+        A missing URL is a configuration error: the same request can never succeed."""
+        pageserver = self.pageservers[position]
+        url = pageserver.grpc_url if protocol is PageserverProtocol.GRPC else pageserver.libpq_url
+        if url is None:
+            name = f"{protocol.value}_url"
+            raise SpecError(
+                f'{CONNINFO_FIELD}.shards["{self.index}"].pageservers[{position}].{name}',
+                f"no {name} for shard {self.index}",
+            )
+        return url
+
+
+@dataclass(frozen=True)
+class PostgresPageservers:
+    """What `postgresql.conf`'s Neon block says about the pageservers.
+
+    Taken from the spec's own fields (`pageserver_connection_info`, else the legacy
+    `pageserver_connstring` and `shard_stripe_size`), never from the `cluster.settings`
+    fallbacks, which reach Postgres through the settings block anyway. Only libpq URLs are ever
+    given to Postgres; gRPC URLs and `prefer_protocol` concern compute_ctl alone.
+    """
+
+    from_conninfo: bool
+    """Whether the facts come from `pageserver_connection_info` (else the legacy fields)."""
+    stripe_size: int | None
+    connstring: str | None
+    """The unquoted `neon.pageserver_connstring`: with `pageserver_connection_info`, the first
+    pageserver's libpq URL of every shard in shard order, or None if any shard lacks one (then
+    Postgres gets no connstring at all rather than a partial shard map)."""
+
+
+@dataclass(frozen=True)
 class ParsedSpec:
-    """A spec plus the storage facts resolved from it. `spec` is kept untouched: the
-    postgresql.conf renderer works from the raw spec, not from the resolved values."""
+    """A spec plus the facts resolved from it. `spec` is kept untouched: the postgresql.conf
+    renderer works from the raw spec for everything but the pageservers."""
 
     spec: ComputeSpec
     tenant_id: TenantId
     timeline_id: TimelineId
     pageserver_conninfo: PageserverConnectionInfo
+    shards: tuple[ShardPageservers, ...]
+    postgres_pageservers: PostgresPageservers
     safekeeper_connstrings: tuple[str, ...]
     storage_auth_token: str | None
     endpoint_storage_addr: str | None
     endpoint_storage_token: str | None
+    catalog: CheckedCatalog | None
+    """The checked catalog parts; None when `skip_pg_catalog_updates` says no catalog step runs."""
 
     def __repr__(self) -> str:  # secrets stay out of logs
         return (
@@ -56,14 +114,69 @@ class ParsedSpec:
             f"safekeepers={list(self.safekeeper_connstrings)})"
         )
 
+    @property
+    def protocol(self) -> PageserverProtocol:
+        """The protocol compute_ctl talks to the pageservers in (basebackup and leases)."""
+        return self.pageserver_conninfo.prefer_protocol
+
     def shard_url(self, shard_number: int, protocol: PageserverProtocol) -> str:
-        return shard_url(self.pageserver_conninfo, shard_number, protocol)
+        """The first pageserver's URL of one shard."""
+        return self.shards[shard_number].url(0, protocol)
 
     def basebackup_url(self) -> tuple[PageserverProtocol, str]:
         """Shard 0's URL for the protocol the spec prefers (that is where basebackups come
-        from). gRPC preferred without a `grpc_url` is a configuration error, not retried."""
-        protocol = self.pageserver_conninfo.prefer_protocol
-        return protocol, self.shard_url(0, protocol)
+        from). Resolution has checked that it exists."""
+        return self.protocol, self.shard_url(0, self.protocol)
+
+    def lease_targets(self) -> list[tuple[ShardIndex, str]]:
+        """Every listed pageserver of every shard, with its URL for the preferred protocol:
+        where a static compute leases its LSN. A pageserver without one is a SpecError."""
+        return [
+            (shard.index, shard.url(position, self.protocol))
+            for shard in self.shards
+            for position in range(len(shard.pageservers))
+        ]
+
+
+def shard_map(conninfo: PageserverConnectionInfo) -> tuple[ShardPageservers, ...]:
+    """Every shard of the map in shard order, each with at least one pageserver.
+
+    Upstream accepts a map with a shard missing and fails (or panics) later, writing
+    postgresql.conf; we refuse it while resolving, with the texts of that later failure.
+    """
+    shards = []
+    for number in range(effective_shard_count(conninfo.shard_count)):
+        index = ShardIndex(number, conninfo.shard_count)
+        info = conninfo.shards.get(index)
+        if info is None:
+            raise SpecError(
+                CONNINFO_FIELD, f"shard {index} missing from pageserver_connection_info shard map"
+            )
+        if not info.pageservers:
+            raise SpecError(
+                CONNINFO_FIELD,
+                f"shard {index} in pageserver_connection_info has an empty pageservers list: "
+                "must have at least one pageserver",
+            )
+        shards.append(ShardPageservers(index, tuple(info.pageservers)))
+    return tuple(shards)
+
+
+def postgres_pageservers(spec: ComputeSpec) -> PostgresPageservers:
+    """The Neon block's pageserver facts from the spec's own fields (see PostgresPageservers);
+    SpecError for a shard map Postgres' settings cannot be written from."""
+    info = spec.pageserver_connection_info
+    if info is None:
+        return PostgresPageservers(
+            from_conninfo=False,
+            stripe_size=spec.shard_stripe_size,
+            connstring=spec.pageserver_connstring,
+        )
+    urls = [shard.pageservers[0].libpq_url for shard in shard_map(info)]
+    connstring = None if None in urls else ",".join(url for url in urls if url is not None)
+    return PostgresPageservers(
+        from_conninfo=True, stripe_size=info.stripe_size, connstring=connstring
+    )
 
 
 def parse_stripe_size(text: str) -> int:
@@ -100,26 +213,6 @@ def from_connstr(connstr: str, stripe_size: int | None, field: str) -> Pageserve
 
 def _libpq_shard(url: str) -> PageserverShardInfo:
     return PageserverShardInfo(pageservers=[PageserverShardConnectionInfo(libpq_url=url)])
-
-
-def shard_url(
-    conninfo: PageserverConnectionInfo, shard_number: int, protocol: PageserverProtocol
-) -> str:
-    """The first pageserver's URL for one shard, with upstream's error texts."""
-    index = ShardIndex(shard_number, conninfo.shard_count)
-    info = conninfo.shards.get(index)
-    field = "pageserver_connection_info.shards"
-    if info is None:
-        raise SpecError(field, f"shard connection info missing for shard {index}")
-    if not info.pageservers:
-        raise SpecError(f'{field}["{index}"].pageservers', "must have at least one pageserver")
-    first = info.pageservers[0]
-    url = first.grpc_url if protocol is PageserverProtocol.GRPC else first.libpq_url
-    if url is None:
-        # With prefer_protocol=grpc this is a configuration error: it is never retried.
-        name = f"{protocol.value}_url"
-        raise SpecError(f'{field}["{index}"].pageservers[0].{name}', f"no {name} for shard {index}")
-    return url
 
 
 def _pageserver_info(spec: ComputeSpec) -> PageserverConnectionInfo:
@@ -174,34 +267,20 @@ def _id_from_settings(
     return kind(guc)
 
 
-def _validate_delta_operations(spec: ComputeSpec) -> None:
-    # Upstream crashes applying a rename without `new_name`; we refuse the spec instead.
-    for i, op in enumerate(spec.delta_operations or ()):
-        if op.action in RENAME_ACTIONS and op.new_name is None:
-            raise SpecError(f"delta_operations[{i}].new_name", f"{op.action} needs a new_name")
-
-
-def _validate_for_start(spec: ComputeSpec) -> None:
-    """What upstream only finds out while starting or re-configuring (a shard map Postgres'
-    settings cannot be written from; names, passwords and options the catalog step would
-    refuse), refused up front so that a bad spec never takes a compute down."""
-    try:
-        pageserver_connstring_for_postgres(spec)
-    except ConfigError as exc:
-        raise SpecError("pageserver_connection_info", str(exc)) from None
+def _check_logs_export_host(spec: ComputeSpec) -> None:
     if spec.logs_export_host is not None:
         try:
             parse_host_port(spec.logs_export_host)
         except ValueError as exc:
             raise SpecError("logs_export_host", str(exc)) from None
-    if not spec.skip_pg_catalog_updates and (
-        spec.cluster.roles or spec.cluster.databases or spec.delta_operations
-    ):
-        # Imported here: the catalog layer loads psycopg, which a compute without a spec
-        # (waiting for /configure) need not load at start-up.
-        from compute_ctl.catalog.validate import check_spec  # noqa: PLC0415
 
-        check_spec(spec)
+
+def _catalog(spec: ComputeSpec) -> CheckedCatalog | None:
+    """The catalog parts, checked unless the catalog step will not run. Upstream only finds
+    these problems while applying; refused up front, a bad spec never takes a compute down."""
+    if spec.skip_pg_catalog_updates:
+        return None
+    return check_catalog(spec)
 
 
 def _validate_safekeepers(connstrings: tuple[str, ...], field: str) -> None:
@@ -214,7 +293,12 @@ def _validate_safekeepers(connstrings: tuple[str, ...], field: str) -> None:
 
 
 def resolve(spec: ComputeSpec) -> ParsedSpec:
-    """Resolve a spec in upstream's order; the first problem wins and is raised as SpecError."""
+    """Resolve a spec in upstream's order; the first problem wins and is raised as SpecError.
+
+    What upstream only finds out while starting or re-configuring comes last, in this order:
+    a rename without a new name, a shard map Postgres' settings cannot be written from, a bad
+    `logs_export_host`, the catalog parts, and shard 0 without a URL for the preferred protocol
+    (where the basebackup would come from)."""
     conninfo = _pageserver_info(spec)
     safekeepers, sk_field = _safekeepers(spec)
     tenant_id = _id_from_settings(spec, spec.tenant_id, TenantId, "tenant_id", "tenant id")
@@ -230,15 +314,23 @@ def resolve(spec: ComputeSpec) -> ParsedSpec:
         endpoint_storage_token = find_option(settings, "neon.endpoint_storage_token")
     if spec.mode.is_primary:
         _validate_safekeepers(safekeepers, sk_field)
-    _validate_delta_operations(spec)
-    _validate_for_start(spec)
-    return ParsedSpec(
+    for index, op in enumerate(spec.delta_operations or ()):
+        check_rename_target(op, index)
+    for_postgres = postgres_pageservers(spec)
+    _check_logs_export_host(spec)
+    catalog = _catalog(spec)
+    parsed = ParsedSpec(
         spec=spec,
         tenant_id=tenant_id,
         timeline_id=timeline_id,
         pageserver_conninfo=conninfo,
+        shards=shard_map(conninfo),
+        postgres_pageservers=for_postgres,
         safekeeper_connstrings=safekeepers,
         storage_auth_token=spec.storage_auth_token,
         endpoint_storage_addr=endpoint_storage_addr,
         endpoint_storage_token=endpoint_storage_token,
+        catalog=catalog,
     )
+    parsed.basebackup_url()  # a start would fail there: refuse the spec instead
+    return parsed

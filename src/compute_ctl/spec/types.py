@@ -9,7 +9,7 @@ The pydantic hooks make the same parsers the only way these values enter a spec 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Final, Self
 
 from annotated_types import Ge, Le
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, Strict
@@ -39,6 +39,13 @@ DEFAULT_STRIPE_SIZE = 2048
 def effective_shard_count(count: int) -> int:
     """How many shards a `ShardCount` really describes (0, unsharded, is one shard)."""
     return max(count, 1)
+
+
+# Unicode's White_Space characters, what Rust's `str::trim` removes.
+_WHITE_SPACE: Final = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 def _parse_u32_hex(text: str) -> int | None:
@@ -88,8 +95,11 @@ class Lsn(_TextForm, int):
 
     @classmethod
     def parse(cls, text: str) -> Lsn:
-        """Parse `X/X`; surrounding whitespace is ignored, each half must fit in 32 bits."""
-        parts = text.strip().split("/")
+        """Parse `X/X`; surrounding whitespace is ignored, each half must fit in 32 bits.
+
+        Whitespace is what upstream's parser trims (Unicode White_Space), which is narrower
+        than Python's `str.strip()`: the separators U+001C to U+001F are not trimmed."""
+        parts = text.strip(_WHITE_SPACE).split("/")
         if len(parts) == 2:
             high, low = (_parse_u32_hex(p) for p in parts)
             if high is not None and low is not None:

@@ -1,10 +1,11 @@
-"""Fetching the basebackup into PGDATA: protocol choice, retries, extraction, measurements.
+"""Fetching the basebackup into PGDATA: retries, extraction, measurements.
 
-`prefer_protocol` picks the client (libpq or gRPC); both push the gzip stream into the same
-streaming extractor, which unpacks in a worker thread while the next bytes arrive so the event
-loop keeps serving HTTP. Transient failures (connection problems, a stream cut short) are retried
-by the §1.9 policy; a configuration error (no URL for the preferred protocol) or a hostile archive
-fails at once, because a retry would send the same request again.
+The pageserver client (`storage/pageserver.py`, libpq or gRPC as the spec prefers) pushes the
+gzip stream into the streaming extractor, which unpacks in a worker thread while the next bytes
+arrive so the event loop keeps serving HTTP. Transient failures (connection problems, a stream
+cut short) are retried by the basebackup retry policy (`storage/retry.py`); a hostile archive or
+a refusal that a retry would only repeat fails at once. A spec without a URL for the preferred
+protocol never gets here: resolution refuses it.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
+from compute_ctl.archive import CorruptArchiveError, TarballSink
 from compute_ctl.errors import ComputeError, StorageError
-from compute_ctl.spec.models import PageserverProtocol
-from compute_ctl.spec.resolve import ParsedSpec
-from compute_ctl.spec.types import Lsn, ShardIndex
-from compute_ctl.storage.extract import CorruptArchiveError, TarballSink
+from compute_ctl.spec.types import Lsn
+from compute_ctl.storage.pageserver import PageserverClient
 from compute_ctl.storage.retry import BASEBACKUP_RETRY, RetryPolicy, retry
+from compute_ctl.storage.sink import BasebackupStats
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +32,13 @@ BATCH_BYTES = 1 << 20
 KEEP_ON_RETRY = frozenset({"postgresql.conf"})
 
 
-@dataclass(frozen=True)
-class BasebackupStats:
-    """Measurements of the successful attempt (ComputeMetrics fields)."""
-
-    connect_micros: int
-    compressed_bytes: int
-    duration_ms: int
-
-
 class ThreadedSink:
     """An async `feed` in front of `TarballSink`: chunks are batched and unpacked in a worker
     thread, at most one batch in flight while the next one is received."""
 
-    def __init__(self, pgdata: Path) -> None:
+    def __init__(self, pgdata: Path, *, batch_bytes: int = BATCH_BYTES) -> None:
         self._sink = TarballSink(pgdata)
+        self._batch_bytes = batch_bytes
         self._batch: list[bytes] = []
         self._batched = 0
         self._pending: asyncio.Future[None] | None = None
@@ -53,8 +46,13 @@ class ThreadedSink:
     async def feed(self, chunk: bytes) -> None:
         self._batch.append(chunk)
         self._batched += len(chunk)
-        if self._batched >= BATCH_BYTES:
+        if self._batched >= self._batch_bytes:
             await self._flush()
+
+    @property
+    def compressed_bytes(self) -> int:
+        """Bytes unpacked so far (the gzip stream), as the tar reader counts them."""
+        return self._sink.compressed_bytes
 
     async def _flush(self) -> None:
         if self._pending is not None:
@@ -98,56 +96,19 @@ def is_transient(exc: Exception) -> bool:
     return isinstance(exc, CorruptArchiveError)
 
 
-async def _attempt(
-    pspec: ParsedSpec, protocol: PageserverProtocol, url: str, lsn: Lsn | None, pgdata: Path
-) -> BasebackupStats:
+async def _attempt(client: PageserverClient, lsn: Lsn | None, pgdata: Path) -> BasebackupStats:
     started = time.monotonic_ns()
-    connected_at = started
     sink = ThreadedSink(pgdata)
-    mode = pspec.spec.mode
     try:
-        if protocol is PageserverProtocol.GRPC:
-            # Each client is imported when used: grpc is heavy, a libpq start never needs it.
-            from compute_ctl.storage.grpc import grpc_basebackup  # noqa: PLC0415
-
-            def connected() -> None:
-                nonlocal connected_at
-                connected_at = time.monotonic_ns()
-
-            compressed = await grpc_basebackup(
-                url,
-                pspec.tenant_id,
-                pspec.timeline_id,
-                lsn,
-                replica=not mode.is_primary,
-                token=pspec.storage_auth_token,
-                sink=sink,
-                shard=ShardIndex(0, pspec.pageserver_conninfo.shard_count),
-                on_connected=connected,
-            )
-            connect_micros = (connected_at - started) // 1000
-        else:
-            from compute_ctl.storage.libpq import libpq_basebackup  # noqa: PLC0415
-
-            result = await libpq_basebackup(
-                url,
-                pspec.tenant_id,
-                pspec.timeline_id,
-                lsn,
-                mode_type=mode.type_str(),
-                token=pspec.storage_auth_token,
-                sink=sink,
-            )
-            compressed, connect_micros = result.compressed_bytes, result.connect_micros
+        stats = await client.basebackup(lsn, sink)
         await sink.finish()
     finally:
         await sink.close()
-    duration_ms = (time.monotonic_ns() - started) // 1_000_000
-    return BasebackupStats(connect_micros, compressed, duration_ms)
+    return replace(stats, duration_ms=(time.monotonic_ns() - started) // 1_000_000)
 
 
 async def get_basebackup(
-    pspec: ParsedSpec,
+    client: PageserverClient,
     lsn: Lsn | None,
     pgdata: Path,
     *,
@@ -157,7 +118,6 @@ async def get_basebackup(
 
     Raises `ComputeError("failed to get basebackup@<lsn>")` with the last failure as its cause.
     """
-    protocol, url = pspec.basebackup_url()  # a SpecError here is a configuration error
     tries = 0
 
     async def attempt() -> BasebackupStats:
@@ -165,7 +125,7 @@ async def get_basebackup(
         tries += 1
         if tries > 1:
             await asyncio.to_thread(clear_for_retry, pgdata)
-        return await _attempt(pspec, protocol, url, lsn, pgdata)
+        return await _attempt(client, lsn, pgdata)
 
     try:
         stats = await retry(attempt, policy, is_transient, what="basebackup")
@@ -173,9 +133,12 @@ async def get_basebackup(
         raise ComputeError(f"failed to get basebackup@{lsn or Lsn(0)}") from exc
     log.info(
         "basebackup over %s: %d bytes in %d ms (connect %d us)",
-        protocol.value,
+        client.protocol.value,
         stats.compressed_bytes,
         stats.duration_ms,
         stats.connect_micros,
     )
     return stats
+
+
+__all__ = ["BasebackupStats", "ThreadedSink", "clear_for_retry", "get_basebackup", "is_transient"]

@@ -32,23 +32,11 @@ import psycopg
 
 from compute_ctl.errors import StorageError
 from compute_ctl.spec.types import Lsn, TenantId, TenantShardId, TimelineId
-from compute_ctl.storage.sink import ChunkSink, feed
+from compute_ctl.storage.sink import BasebackupStats, ChunkSink, feed
 
 APPLICATION_NAME = "compute_ctl"
 DEFAULT_PORT = 5432
 _AUTH_FAILURES = ("JWT authentication error", "Unauthorized", "fe_sendauth", "password")
-
-
-@dataclass(frozen=True)
-class BasebackupResult:
-    """The measurements of one successful attempt (`ComputeMetrics`, §1.9)."""
-
-    connect_micros: int
-    """Attempt start → connection established (after authentication and ReadyForQuery)."""
-    compressed_bytes: int
-    """CopyData payload bytes received (the gzip stream)."""
-    duration_ms: int
-    """Attempt start → the server confirmed the end of the stream (CommandComplete)."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +138,7 @@ async def libpq_basebackup(
     mode_type: str,
     token: str | None,
     sink: ChunkSink,
-) -> BasebackupResult:
+) -> BasebackupStats:
     """Stream a gzip basebackup of the pageserver's shard 0 into `sink`.
 
     `lsn` None or 0/0 asks for the latest LSN; every mode but `primary` asks for a replica
@@ -184,7 +172,7 @@ async def libpq_basebackup(
         raise _storage_error(target, "basebackup from", exc, token) from None
     finally:
         await conn.close()
-    return BasebackupResult(
+    return BasebackupStats(
         connect_micros=(connected - started) // 1000,
         compressed_bytes=received,
         duration_ms=(time.monotonic_ns() - started) // 1_000_000,

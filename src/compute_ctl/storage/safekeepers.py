@@ -5,23 +5,21 @@ cheap way (storage-protocols §4.1) asks every safekeeper for `TIMELINE_STATUS` 
 with 100 ms each, and trusts the answer only if a quorum replied and every collected reply
 agrees (flush == commit, all equal). Otherwise (§4.2) `postgres --sync-safekeepers` runs the
 walproposer election in a child process and prints the agreed LSN. Replicas and static
-computes never touch the safekeepers (§4.3).
+computes never touch the safekeepers (the start-up path, `compute/prepare.basebackup_lsn`,
+decides by mode).
 
-The child must never outlive us: it is started in our process group, tracked while it runs,
-and sent SIGTERM (then SIGKILL after a grace period) when the awaiting task is cancelled,
-which is what compute_ctl's SIGTERM/SIGINT handler does. `forward_signal` lets that handler
-also signal the children directly. The storage token reaches the child only through its
+The child must never outlive us: it is started in our process group and sent SIGTERM (then
+SIGKILL after a grace period) when the awaiting task is cancelled, which is what compute_ctl's
+SIGTERM/SIGINT handler does. The storage token reaches the child only through its
 environment and the safekeepers only as a password; it never appears in logs or errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -32,20 +30,17 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from compute_ctl.errors import StorageError
-from compute_ctl.spec.models import ComputeMode
 from compute_ctl.spec.types import Lsn, TenantId, TimelineId
 from compute_ctl.storage.retry import SYNC_SAFEKEEPERS_RETRY, RetryPolicy, retry
+from compute_ctl.subprocesses import stop_child
 
 __all__ = [
     "DEFAULT_TERM_GRACE",
     "PER_SAFEKEEPER_TIMEOUT",
-    "StartLsn",
     "SyncSafekeepersError",
     "TimelineStatus",
     "check_already_synced",
-    "commit_lsn_for_mode",
     "fetch_timeline_status",
-    "forward_signal",
     "judge_timeline_statuses",
     "quorum",
     "sync_safekeepers",
@@ -66,9 +61,6 @@ _TARGET: Final = "sync-safekeepers"
 _SHOWN_OUTPUT: Final = 200
 _STOP_ROUNDS: Final = 100
 _STDERR_PIECE: Final = 64 * 1024
-
-# Children currently running, so a signal handler can reach them (see `forward_signal`).
-_children: set[asyncio.subprocess.Process] = set()
 
 
 def _redact(text: str, token: str | None) -> str:
@@ -350,23 +342,6 @@ def sync_safekeepers_env(
     return env
 
 
-def forward_signal(signum: int = signal.SIGTERM) -> int:
-    """Send `signum` to every running sync-safekeepers child; returns how many were signalled.
-
-    For compute_ctl's own signal handler. Cancelling the task that awaits `sync_safekeepers`
-    also stops the child (and waits for it), which is the usual way.
-    """
-    sent = 0
-    for proc in list(_children):
-        if proc.returncode is None:
-            try:
-                proc.send_signal(signum)
-                sent += 1
-            except ProcessLookupError:
-                pass
-    return sent
-
-
 async def _forward_stderr(stream: asyncio.StreamReader, token: str | None) -> None:
     """Log the child's stderr line by line (over-long lines in pieces, never an error)."""
 
@@ -384,28 +359,6 @@ async def _forward_stderr(stream: asyncio.StreamReader, token: str | None) -> No
             pending = b""
     if pending:
         emit(pending)
-
-
-async def _stop_child(proc: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM the child and reap it; SIGKILL it if it lingers or we are cancelled again."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), grace)
-        return
-    except TimeoutError:
-        log.warning(
-            "sync-safekeepers (pid %d) ignored SIGTERM for %.1f s; killing", proc.pid, grace
-        )
-    except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()  # still reaped by the event loop's child watcher
-        raise
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-    await proc.wait()
 
 
 async def sync_safekeepers_once(
@@ -436,17 +389,14 @@ async def sync_safekeepers_once(
         raise SyncSafekeepersError(
             f"could not start {argv[0]!r}: {exc.strerror or exc}", transient=False
         ) from exc
-    _children.add(proc)
     log.info("sync-safekeepers started (pid %d)", proc.pid)
     try:
         assert proc.stdout is not None and proc.stderr is not None
         raw, _ = await asyncio.gather(proc.stdout.read(), _forward_stderr(proc.stderr, token))
         status = await proc.wait()
     except BaseException:
-        await _stop_child(proc, term_grace)
+        await stop_child(proc, signal.SIGTERM, term_grace, name="sync-safekeepers")
         raise
-    finally:
-        _children.discard(proc)
 
     stdout = _redact(raw.decode("utf-8", "backslashreplace"), token)
     if status != 0:
@@ -500,72 +450,4 @@ async def sync_safekeepers(
         _is_transient,
         what="sync-safekeepers",
         sleep=sleep,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# §4.3 the mode matrix
-
-
-@dataclass(frozen=True)
-class StartLsn:
-    """Where the basebackup starts, and what finding it out cost (for ComputeMetrics)."""
-
-    lsn: Lsn | None
-    """The basebackup LSN; None means "latest" (Replica, or a synced 0/0)."""
-    replica: bool
-    """The basebackup's replica flag: every mode but Primary."""
-    sync_sk_check_ms: int | None = None
-    sync_safekeepers_ms: int | None = None
-
-
-def _elapsed_ms(start: float) -> int:
-    return int((time.monotonic() - start) * 1000)
-
-
-async def commit_lsn_for_mode(
-    mode: ComputeMode,
-    *,
-    safekeeper_connstrings: Sequence[str],
-    tenant_id: TenantId,
-    timeline_id: TimelineId,
-    token: str | None,
-    pg_bin_postgres: Path,
-    pgdata: Path,
-    per_sk_timeout: float = PER_SAFEKEEPER_TIMEOUT,
-    policy: RetryPolicy = SYNC_SAFEKEEPERS_RETRY,
-    environ: Mapping[str, str] | None = None,
-    term_grace: float = DEFAULT_TERM_GRACE,
-    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-) -> StartLsn:
-    """§4.3: Primary asks the safekeepers (fast path, else sync-safekeepers); Static uses its
-    LSN; Replica starts at the latest LSN. An LSN of 0/0 always means "latest"."""
-    if mode.kind == "replica":
-        return StartLsn(lsn=None, replica=True)
-    if mode.kind == "static":
-        lsn = mode.lsn
-        return StartLsn(lsn=lsn if lsn else None, replica=True)
-
-    start = time.monotonic()
-    synced = await check_already_synced(
-        safekeeper_connstrings, tenant_id, timeline_id, token, per_sk_timeout
-    )
-    check_ms = _elapsed_ms(start)
-    if synced is not None:
-        return StartLsn(lsn=synced if synced else None, replica=False, sync_sk_check_ms=check_ms)
-    start = time.monotonic()
-    lsn = await sync_safekeepers(
-        pg_bin_postgres,
-        pgdata,
-        token,
-        policy=policy,
-        environ=environ,
-        term_grace=term_grace,
-        sleep=sleep,
-    )
-    return StartLsn(
-        lsn=lsn if lsn else None,
-        replica=False,
-        sync_sk_check_ms=check_ms,
-        sync_safekeepers_ms=_elapsed_ms(start),
     )

@@ -1,9 +1,11 @@
-"""What both basebackup clients push bytes into (the streaming extractor, or a test's buffer)."""
+"""What both basebackup clients push bytes into (the streaming extractor, or a test's buffer), and
+what they report about a transfer."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -18,3 +20,16 @@ async def feed(sink: ChunkSink, chunk: bytes) -> None:
     result = sink.feed(chunk)
     if inspect.isawaitable(result):
         await result
+
+
+@dataclass(frozen=True)
+class BasebackupStats:
+    """The measurements of one successful basebackup (the `ComputeMetrics` fields)."""
+
+    connect_micros: int
+    """Attempt start → connection established (after authentication, before the request)."""
+    compressed_bytes: int
+    """Bytes of the gzip stream received."""
+    duration_ms: int
+    """Attempt start → the end of the transfer (a client: the server confirmed the end of the
+    stream; `get_basebackup`: the archive is unpacked too)."""

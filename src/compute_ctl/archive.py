@@ -1,13 +1,19 @@
-"""Unpack a basebackup tarball into PGDATA while its bytes arrive, refusing anything unsafe.
+"""The safe tar reader: unpack a (gzip-compressed) tar stream into a directory while its bytes
+arrive, refusing anything unsafe.
+
+Two features use it, which is why it sits in a neutral module rather than in either of them: the
+basebackup (a gzip tarball streamed into PGDATA) and the remote extensions (a zstd-compressed
+tarball, decompressed by the caller and unpacked into a scratch directory). The texts below say
+PGDATA for the target directory; for an extension it is the scratch directory.
 
 Why a hand-written tar reader rather than `tarfile`: the archive comes over an unauthenticated,
 unencrypted connection and is unpacked by a privileged supervisor into the directory Postgres
 trusts. `tarfile`'s extraction filters have had bypasses (e.g. CVE-2025-4517, CVE-2025-4138),
 and its `ignore_zeros` mode silently skips blocks with a bad checksum, which is exactly the case
-(an error message after the end-of-archive marker, storage-protocols §1.8) we must surface. A
-basebackup only ever contains regular files and directories with GNU or POSIX headers, so the
-reader below supports exactly that (plus GNU long names and pax `path`/`size` records) and
-rejects everything else: links of any kind, devices, FIFOs, sparse files, global pax headers.
+(an error message after the end-of-archive marker) we must surface. A basebackup only ever
+contains regular files and directories with GNU or POSIX headers, so the reader below supports
+exactly that (plus GNU long names and pax `path`/`size` records) and rejects everything else:
+links of any kind, devices, FIFOs, sparse files, global pax headers.
 
 Every member is checked by this module: no absolute paths, no `..`, no empty names or NUL bytes.
 Writes go through directory file descriptors opened with `O_NOFOLLOW`, and files are created
@@ -24,13 +30,11 @@ correct CRC; nothing may follow that member.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import errno
 import os
 import stat
 import zlib
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
@@ -42,9 +46,7 @@ __all__ = [
     "CorruptArchiveError",
     "TarballSink",
     "UnsafeMemberError",
-    "extract_async",
     "extract_stream",
-    "fixup_signal_files",
 ]
 
 BLOCK: Final = 512
@@ -672,106 +674,3 @@ def extract_stream(chunks: Iterable[bytes], pgdata: Path, *, gzip: bool = True) 
             sink.feed(chunk)
         sink.finish()
         return sink.compressed_bytes
-
-
-async def extract_async(
-    chunks: AsyncIterable[bytes],
-    pgdata: Path,
-    *,
-    gzip: bool = True,
-    batch_bytes: int = 1 << 20,
-) -> int:
-    """Unpack an asynchronously received stream without blocking the event loop.
-
-    Chunks are gathered into batches of about `batch_bytes` and unpacked in a worker thread
-    while the next batch is being received (at most two batches in memory), which keeps the
-    per-chunk cost of a thread hop off small libpq COPY messages.
-    """
-    sink = TarballSink(pgdata, gzip=gzip)
-    pending: asyncio.Future[None] | None = None
-    try:
-        batch: list[bytes] = []
-        batched = 0
-        async for chunk in chunks:
-            batch.append(chunk)
-            batched += len(chunk)
-            if batched >= batch_bytes:
-                if pending is not None:
-                    await pending
-                pending = asyncio.ensure_future(asyncio.to_thread(sink.feed, b"".join(batch)))
-                batch, batched = [], 0
-        if pending is not None:
-            await pending
-            pending = None
-        await asyncio.to_thread(_feed_and_finish, sink, b"".join(batch))
-        return sink.compressed_bytes
-    finally:
-        if pending is not None:
-            # The worker cannot be interrupted; wait for it so the sink is not closed under it.
-            await asyncio.shield(_settle(pending))
-        sink.close()
-
-
-async def _settle(future: asyncio.Future[None]) -> None:
-    # The error that got us here is the one reported; this only waits for the worker.
-    with contextlib.suppress(Exception):
-        await future
-
-
-def _feed_and_finish(sink: TarballSink, data: bytes) -> None:
-    if data:
-        sink.feed(data)
-    sink.finish()
-
-
-def fixup_signal_files(pgdata: Path) -> bool:
-    """Copy `zenith.signal` to `neon.signal` when only the former exists (old pageservers).
-
-    Returns whether a copy was made. Neither file is followed if it is a symlink.
-    """
-    try:
-        root = os.open(pgdata, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ArchiveError(
-            f"cannot open the data directory {str(pgdata)!r}: {exc.strerror}"
-        ) from exc
-    try:
-        try:
-            os.stat("neon.signal", dir_fd=root, follow_symlinks=False)
-        except FileNotFoundError:
-            pass
-        else:
-            return False
-        try:
-            # O_NONBLOCK: a FIFO planted under that name must not block the open.
-            src = os.open(
-                "zenith.signal",
-                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                dir_fd=root,
-            )
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise ArchiveError(f"cannot read zenith.signal: {exc.strerror}") from exc
-        try:
-            if not stat.S_ISREG(os.fstat(src).st_mode):
-                raise UnsafeMemberError("zenith.signal is not a regular file")
-            content = b""
-            while block := os.read(src, 1 << 16):
-                content += block
-        finally:
-            os.close(src)
-        try:
-            dst = os.open("neon.signal", _FILE_CREATE_FLAGS, FILE_MODE, dir_fd=root)
-        except OSError as exc:
-            raise ArchiveError(f"cannot create neon.signal: {exc.strerror}") from exc
-        try:
-            os.fchmod(dst, FILE_MODE)
-            view = memoryview(content)
-            while view:
-                view = view[os.write(dst, view) :]
-        finally:
-            os.close(dst)
-        return True
-    finally:
-        os.close(root)

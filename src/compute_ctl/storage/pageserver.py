@@ -1,0 +1,126 @@
+"""The one pageserver client: basebackup and LSN leases, over libpq or gRPC, chosen once.
+
+`prefer_protocol` decides how compute_ctl talks to its pageservers, for the basebackup of a
+start and for the LSN leases of a static compute alike. `pageserver_client` makes that choice
+from a `ParsedSpec`; callers (`compute/prepare.py`, `compute/lease.py`) only see the
+`PageserverClient` interface. The URLs come from the spec's shard map as resolution walked it
+(`ParsedSpec.basebackup_url`, `ParsedSpec.lease_targets`).
+
+Each protocol's module is imported when first used: psycopg and grpc are heavy, and a compute
+waiting for its spec, or a libpq start, never needs grpc.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from compute_ctl.spec.models import PageserverProtocol
+from compute_ctl.spec.resolve import ParsedSpec
+from compute_ctl.spec.types import Lsn, ShardIndex, TenantShardId
+from compute_ctl.storage.sink import BasebackupStats, ChunkSink
+
+
+class PageserverClient(Protocol):
+    """What compute_ctl asks of its pageservers."""
+
+    @property
+    def protocol(self) -> PageserverProtocol: ...
+
+    async def basebackup(self, lsn: Lsn | None, sink: ChunkSink) -> BasebackupStats:
+        """Stream shard 0's gzip basebackup at `lsn` (None: latest) into `sink`."""
+        ...
+
+    async def lease_lsn(self, url: str, shard: ShardIndex, lsn: Lsn) -> datetime.datetime | None:
+        """Lease `lsn` on one shard from the pageserver at `url`: the expiry, or None when it
+        is not granted (behind the GC cutoff, permanent)."""
+        ...
+
+
+@dataclass(frozen=True)
+class _LibpqClient:
+    pspec: ParsedSpec
+
+    @property
+    def protocol(self) -> PageserverProtocol:
+        return PageserverProtocol.LIBPQ
+
+    async def basebackup(self, lsn: Lsn | None, sink: ChunkSink) -> BasebackupStats:
+        from compute_ctl.storage.libpq import libpq_basebackup  # noqa: PLC0415 - see module
+
+        pspec = self.pspec
+        return await libpq_basebackup(
+            pspec.shard_url(0, self.protocol),
+            pspec.tenant_id,
+            pspec.timeline_id,
+            lsn,
+            mode_type=pspec.spec.mode.type_str(),
+            token=pspec.storage_auth_token,
+            sink=sink,
+        )
+
+    async def lease_lsn(self, url: str, shard: ShardIndex, lsn: Lsn) -> datetime.datetime | None:
+        from compute_ctl.storage.libpq import libpq_lease_lsn  # noqa: PLC0415 - see module
+
+        pspec = self.pspec
+        return await libpq_lease_lsn(
+            url,
+            TenantShardId(pspec.tenant_id, shard),
+            pspec.timeline_id,
+            lsn,
+            token=pspec.storage_auth_token,
+        )
+
+
+@dataclass(frozen=True)
+class _GrpcClient:
+    pspec: ParsedSpec
+
+    @property
+    def protocol(self) -> PageserverProtocol:
+        return PageserverProtocol.GRPC
+
+    async def basebackup(self, lsn: Lsn | None, sink: ChunkSink) -> BasebackupStats:
+        from compute_ctl.storage.grpc import grpc_basebackup  # noqa: PLC0415 - see module
+
+        pspec = self.pspec
+        started = time.monotonic_ns()
+        connected_at = started
+
+        def connected() -> None:
+            nonlocal connected_at
+            connected_at = time.monotonic_ns()
+
+        compressed = await grpc_basebackup(
+            pspec.shard_url(0, self.protocol),
+            pspec.tenant_id,
+            pspec.timeline_id,
+            lsn,
+            replica=not pspec.spec.mode.is_primary,
+            token=pspec.storage_auth_token,
+            sink=sink,
+            shard=ShardIndex(0, pspec.pageserver_conninfo.shard_count),
+            on_connected=connected,
+        )
+        return BasebackupStats(
+            connect_micros=(connected_at - started) // 1000,
+            compressed_bytes=compressed,
+            duration_ms=(time.monotonic_ns() - started) // 1_000_000,
+        )
+
+    async def lease_lsn(self, url: str, shard: ShardIndex, lsn: Lsn) -> datetime.datetime | None:
+        from compute_ctl.storage.grpc import grpc_lease_lsn  # noqa: PLC0415 - see module
+
+        pspec = self.pspec
+        return await grpc_lease_lsn(
+            url, pspec.tenant_id, pspec.timeline_id, shard, lsn, token=pspec.storage_auth_token
+        )
+
+
+def pageserver_client(pspec: ParsedSpec) -> PageserverClient:
+    """The client for the protocol the spec prefers."""
+    if pspec.protocol is PageserverProtocol.GRPC:
+        return _GrpcClient(pspec)
+    return _LibpqClient(pspec)
