@@ -89,3 +89,15 @@ def test_usage_error_is_one_line_and_exit_2() -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "the following arguments are required: -C/--connstr" in result.stderr
+
+
+def test_autoscaling_is_read_once_at_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`AUTOSCALING` in the environment makes a VM compute: its children (Postgres,
+    sync-safekeepers) run under cgexec in the vm-monitor's cgroup."""
+    monkeypatch.delenv("AUTOSCALING", raising=False)
+    pod = parse_params([*BASE, "-S", "spec.json"])
+    assert (pod.autoscaling, pod.cgroup_prefix) == (False, ())
+    monkeypatch.setenv("AUTOSCALING", "true")
+    vm = parse_params([*BASE, "-S", "spec.json"])
+    assert vm.autoscaling
+    assert vm.cgroup_prefix == ("cgexec", "-g", "memory:neon-postgres")

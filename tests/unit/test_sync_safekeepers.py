@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from compute_ctl.compute.prepare import PrepareOptions, basebackup_lsn
+from compute_ctl.params import CGEXEC_PREFIX
 from compute_ctl.spec.models import ComputeMode, ComputeSpec
 from compute_ctl.spec.resolve import ParsedSpec, resolve
 from compute_ctl.spec.types import Lsn, TenantId, TimelineId
@@ -253,8 +254,8 @@ def test_spawn_failure_is_permanent(tmp_path: Path) -> None:
 
 def test_autoscaling_runs_under_cgexec() -> None:
     program = Path("bin") / "postgres"
-    assert sync_safekeepers_argv(program, {}) == [str(program), "--sync-safekeepers"]
-    assert sync_safekeepers_argv(program, {"AUTOSCALING": "true"}) == [
+    assert sync_safekeepers_argv(program) == [str(program), "--sync-safekeepers"]
+    assert sync_safekeepers_argv(program, CGEXEC_PREFIX) == [
         "cgexec",
         "-g",
         "memory:neon-postgres",

@@ -39,6 +39,8 @@ class PrepareOptions:
     internal_http_port: int
     tls: TlsConfig | None
     neon_available: bool
+    cgroup_prefix: tuple[str, ...] = ()
+    """`Params.cgroup_prefix`: sync-safekeepers runs in Postgres' cgroup in a VM."""
 
 
 def overcommit_never() -> bool:
@@ -116,7 +118,9 @@ async def basebackup_lsn(
         return None
     started = time.monotonic()
     try:
-        lsn = await sync_safekeepers(opts.postgres, opts.pgdata, pspec.storage_auth_token)
+        lsn = await sync_safekeepers(
+            opts.postgres, opts.pgdata, pspec.storage_auth_token, argv_prefix=opts.cgroup_prefix
+        )
     except StorageError as exc:
         raise ComputeError("failed to sync safekeepers") from exc
     metrics.sync_safekeepers_ms = int((time.monotonic() - started) * 1000)

@@ -32,7 +32,11 @@ async def sync_safekeepers_after_exit(
     started = time.monotonic()
     try:
         lsn = await sync_safekeepers(
-            Path(params.pgbin), params.pgdata, pspec.storage_auth_token, policy=NO_RETRY
+            Path(params.pgbin),
+            params.pgdata,
+            pspec.storage_auth_token,
+            policy=NO_RETRY,
+            argv_prefix=params.cgroup_prefix,
         )
     except Exception as exc:
         log.error("shutdown sync with the safekeepers failed: %s", chain_text(exc))

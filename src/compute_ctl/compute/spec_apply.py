@@ -62,6 +62,7 @@ class SpecApplier:
             internal_http_port=self.params.internal_http_port,
             tls=self.tls_files,
             neon_available=self.neon_available,
+            cgroup_prefix=self.params.cgroup_prefix,
         )
 
     def active_tls(self, spec: ComputeSpec) -> TlsConfig | None:
@@ -106,6 +107,7 @@ class SpecApplier:
             concurrency=max_service_connections(pspec.spec, starting=starting),
             timeline_id=str(pspec.timeline_id),
             lakebase=self.params.lakebase_mode,
+            checked=pspec.catalog,
         )
         log.info(
             "catalog: %d statements executed of %d planned",

@@ -323,12 +323,10 @@ class SyncSafekeepersError(StorageError):
         self.stdout = stdout
 
 
-def sync_safekeepers_argv(pg_bin_postgres: Path, environ: Mapping[str, str]) -> list[str]:
-    """`<postgres> --sync-safekeepers`, run under `cgexec` when `AUTOSCALING` is set."""
-    argv = [str(pg_bin_postgres), "--sync-safekeepers"]
-    if "AUTOSCALING" in environ:
-        argv = ["cgexec", "-g", "memory:neon-postgres", *argv]
-    return argv
+def sync_safekeepers_argv(pg_bin_postgres: Path, argv_prefix: Sequence[str] = ()) -> list[str]:
+    """`<postgres> --sync-safekeepers`, after `argv_prefix` (`Params.cgroup_prefix`: in an
+    autoscaling VM it runs under `cgexec`, in Postgres' memory cgroup)."""
+    return [*argv_prefix, str(pg_bin_postgres), "--sync-safekeepers"]
 
 
 def sync_safekeepers_env(
@@ -367,6 +365,7 @@ async def sync_safekeepers_once(
     token: str | None,
     *,
     environ: Mapping[str, str] | None = None,
+    argv_prefix: Sequence[str] = (),
     term_grace: float = DEFAULT_TERM_GRACE,
 ) -> Lsn:
     """One run of `postgres --sync-safekeepers`: the LSN it printed (0/0 for a new timeline).
@@ -376,7 +375,7 @@ async def sync_safekeepers_once(
     There is no timeout (it may wait for a quorum forever); cancel the task to stop it.
     """
     base = os.environ if environ is None else environ
-    argv = sync_safekeepers_argv(pg_bin_postgres, base)
+    argv = sync_safekeepers_argv(pg_bin_postgres, argv_prefix)
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -437,6 +436,7 @@ async def sync_safekeepers(
     *,
     policy: RetryPolicy = SYNC_SAFEKEEPERS_RETRY,
     environ: Mapping[str, str] | None = None,
+    argv_prefix: Sequence[str] = (),
     term_grace: float = DEFAULT_TERM_GRACE,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> Lsn:
@@ -444,7 +444,12 @@ async def sync_safekeepers(
     `NO_RETRY`). Returns the agreed LSN; `0/0` means a fresh timeline (basebackup at latest)."""
     return await retry(
         lambda: sync_safekeepers_once(
-            pg_bin_postgres, pgdata, token, environ=environ, term_grace=term_grace
+            pg_bin_postgres,
+            pgdata,
+            token,
+            environ=environ,
+            argv_prefix=argv_prefix,
+            term_grace=term_grace,
         ),
         policy,
         _is_transient,
