@@ -9,7 +9,9 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint typecheck unit postgres test-tools proto bench clean
 
 # The venv and the system packages come from scripts/install.sh, which the Dockerfile runs too.
+# The first run says what it is doing before pip's quiet minutes.
 $(STAMP): pyproject.toml scripts/install.sh
+	@echo "make: installing compute_ctl and its development tools into $(VENV) with pip (a few minutes)"
 	PYTHON=$(PYTHON) bash scripts/install.sh venv $(VENV) --dev
 	touch $(STAMP)
 
