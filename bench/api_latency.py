@@ -58,8 +58,8 @@ from benchlib import (
 )
 from tests.e2e.harness import free_port, shared_tempdir, stop_process
 
+from compute_dev.commands.up import build_spec
 from compute_dev.pgbin import find_pg_bin, server_user
-from compute_dev.up import build_spec
 
 TAG = "api_latency"
 P99_GOAL_MS = 5.0

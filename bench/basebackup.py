@@ -32,7 +32,7 @@ from compute_ctl.spec.resolve import resolve
 from compute_ctl.storage.basebackup import get_basebackup
 from compute_ctl.storage.pageserver import pageserver_client
 from compute_dev.pgbin import find_pg_bin
-from compute_dev.timelines import Timeline, TimelineStore
+from compute_dev.standins.timelines import Timeline, TimelineStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PAGE = 8192

@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 from tests.e2e.harness import stop_process  # noqa: E402
 
 from compute_dev.pgbin import RunAs, find_pg_bin, server_user  # noqa: E402
-from compute_dev.timelines import Timeline, TimelineStore  # noqa: E402
+from compute_dev.standins.timelines import Timeline, TimelineStore  # noqa: E402
 
 
 def progress(tag: str, text: str) -> None:

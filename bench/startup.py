@@ -55,8 +55,8 @@ from benchlib import (
 )
 from tests.e2e.harness import free_port, shared_tempdir
 
+from compute_dev.commands.up import build_spec
 from compute_dev.pgbin import find_pg_bin, server_user
-from compute_dev.up import build_spec
 
 TAG = "startup"
 GOAL_OVER_FLOOR_MS = 50.0

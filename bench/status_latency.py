@@ -54,8 +54,8 @@ from tests.e2e.harness import (
     stop_process,
 )
 
+from compute_dev.commands.up import build_spec
 from compute_dev.pgbin import find_pg_bin, server_user
-from compute_dev.up import build_spec
 
 TAG = "status_latency"
 GOAL_MS = 250.0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import zstandard
 
-from compute_dev.endpoint_storage import serve
+from compute_dev.standins.endpoint_storage import serve
 
 TOKEN = "endpoint-storage-token"
 KEY = "lfc_state"

@@ -25,8 +25,8 @@ from pathlib import Path
 import zstandard
 
 from compute_ctl.remote_ext.index import go_arch
-from compute_dev.extension_gateway import base_url, serve
 from compute_dev.pgbin import find_pg_bin
+from compute_dev.standins.extension_gateway import base_url, serve
 
 COPIED_PROGRAMS = ("pg_config", "postgres")
 

@@ -1,4 +1,7 @@
-"""`compute-dev`: development tools for compute_ctl (never needed in production)."""
+"""`compute-dev`: development tools for compute_ctl (never needed in production).
+
+The entry point only: it gathers the subcommands of `compute_dev.commands`, which start the
+servers of `compute_dev.standins`."""
 
 from __future__ import annotations
 
@@ -6,13 +9,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from compute_dev.control_plane import add_control_plane_parser
-from compute_dev.endpoint_storage import add_endpoint_storage_parser
-from compute_dev.extension_gateway import add_extension_gateway_parser
-from compute_dev.spec_cmd import add_spec_parser
-from compute_dev.storage_cmd import add_storage_parser
-from compute_dev.timelines import add_timeline_parser
-from compute_dev.up import add_up_parser
+from compute_dev.commands.http_standins import (
+    add_control_plane_parser,
+    add_endpoint_storage_parser,
+    add_extension_gateway_parser,
+)
+from compute_dev.commands.spec import add_spec_parser
+from compute_dev.commands.storage import add_storage_parser
+from compute_dev.commands.timeline import add_timeline_parser
+from compute_dev.commands.up import add_up_parser
 
 Handler = Callable[[argparse.Namespace], int]
 

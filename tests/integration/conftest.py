@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from compute_dev.pgbin import find_pg_bin
-from compute_dev.timelines import Timeline, TimelineStore
+from compute_dev.standins.timelines import Timeline, TimelineStore
 
 
 @pytest.fixture(scope="session")

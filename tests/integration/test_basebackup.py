@@ -25,9 +25,9 @@ from compute_ctl.spec.resolve import ParsedSpec, resolve
 from compute_ctl.storage.basebackup import BasebackupStats, get_basebackup
 from compute_ctl.storage.pageserver import pageserver_client
 from compute_ctl.storage.retry import RetryPolicy
-from compute_dev.grpc_server import GrpcFaults, start_grpc_stand_in
-from compute_dev.pageserver import Faults, serve_pageserver_libpq
-from compute_dev.timelines import Timeline, TimelineStore
+from compute_dev.standins.grpc_server import GrpcFaults, start_grpc_stand_in
+from compute_dev.standins.pageserver import Faults, serve_pageserver_libpq
+from compute_dev.standins.timelines import Timeline, TimelineStore
 
 FAST = RetryPolicy(max_retries=3, initial_delay=0.0, multiplier=1.0)
 

@@ -31,9 +31,14 @@ from compute_ctl.errors import StorageError
 from compute_ctl.spec.types import Lsn, ShardIndex, TenantId, TimelineId
 from compute_ctl.storage.grpc import grpc_basebackup, grpc_lease_lsn
 from compute_ctl.storage.proto import page_service_pb2 as pb
-from compute_dev import timelines
-from compute_dev.grpc_server import GrpcFaults, GrpcStandIn, serve_grpc, start_grpc_stand_in
-from compute_dev.timelines import Timeline, TimelineStore
+from compute_dev.standins import timelines
+from compute_dev.standins.grpc_server import (
+    GrpcFaults,
+    GrpcStandIn,
+    serve_grpc,
+    start_grpc_stand_in,
+)
+from compute_dev.standins.timelines import Timeline, TimelineStore
 
 CHUNK = 256 * 1024
 LSN = Lsn.parse("0/1500708")

@@ -37,9 +37,9 @@ from compute_ctl.errors import StorageError
 from compute_ctl.spec.types import Lsn, ShardIndex, TenantId, TenantShardId, TimelineId
 from compute_ctl.storage.libpq import basebackup_command, libpq_basebackup, libpq_lease_lsn
 from compute_ctl.storage.sink import BasebackupStats
-from compute_dev.pageserver import Faults, parse_command, serve_pageserver_libpq
 from compute_dev.pgbin import server_user
-from compute_dev.timelines import SUPERUSER, Timeline, TimelineStore
+from compute_dev.standins.pageserver import Faults, parse_command, serve_pageserver_libpq
+from compute_dev.standins.timelines import SUPERUSER, Timeline, TimelineStore
 from tests.integration.conftest import JwtKeys
 
 pytestmark = pytest.mark.postgres
@@ -1035,7 +1035,7 @@ def test_storage_command_serves_until_sigterm(
 ) -> None:
     launcher = (
         "import argparse, sys\n"
-        "from compute_dev.storage_cmd import add_storage_parser\n"
+        "from compute_dev.commands.storage import add_storage_parser\n"
         "parser = argparse.ArgumentParser()\n"
         "add_storage_parser(parser.add_subparsers())\n"
         "args = parser.parse_args(sys.argv[1:])\n"

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from compute_ctl.spec.types import Lsn, TenantId, TimelineId
-from compute_dev.safekeeper import SafekeeperFaults, parse_options, serve_safekeeper
-from compute_dev.timelines import Timeline, TimelineStore
+from compute_dev.standins.safekeeper import SafekeeperFaults, parse_options, serve_safekeeper
+from compute_dev.standins.timelines import Timeline, TimelineStore
 from tests.integration.conftest import JwtKeys
 
 pytestmark = pytest.mark.postgres

@@ -28,9 +28,10 @@ import pytest
 
 from compute_ctl.archive import extract_stream
 from compute_ctl.spec.types import Lsn, TenantId, TimelineId
-from compute_dev import timelines
+from compute_dev.commands.timeline import add_timeline_parser
 from compute_dev.pgbin import find_pg_bin, server_user
-from compute_dev.timelines import Timeline, TimelineError, TimelineStore
+from compute_dev.standins import timelines
+from compute_dev.standins.timelines import Timeline, TimelineError, TimelineStore
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +290,7 @@ def test_stock_postgres_starts_from_the_tarball(timeline: Timeline, shared_dir: 
 @pytest.mark.postgres
 def test_cli_create_prints_json(shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="compute-dev")
-    timelines.add_timeline_parser(parser.add_subparsers(dest="command", required=True))
+    add_timeline_parser(parser.add_subparsers(dest="command", required=True))
     root = shared_dir / "cli"
     tenant = TenantId.generate()
     args = parser.parse_args(

@@ -656,12 +656,12 @@ def test_fast_path_unreachable_and_empty() -> None:
     assert asyncio.run(main()) == (None, None)
 
 
-# The same checks against the project's safekeeper stand-in (compute_dev.safekeeper), which
+# The same checks against the project's safekeeper stand-in (compute_dev.standins.safekeeper), which
 # answers from a timeline store. Imported inside the tests so this file does not depend on it.
 
 
 def _standin_store(lsn: Lsn) -> object:
-    from compute_dev.timelines import Timeline, TimelineStore
+    from compute_dev.standins.timelines import Timeline, TimelineStore
 
     class OneTimeline(TimelineStore):
         """A store holding just TENANT/TIMELINE at `lsn`, without running initdb."""
@@ -682,8 +682,8 @@ async def _check_standins(
     timeline: TimelineId = TIMELINE,
     timeout: float = 5.0,
 ) -> Lsn | None:
-    from compute_dev.safekeeper import SafekeeperFaults, serve_safekeeper
-    from compute_dev.timelines import TimelineStore
+    from compute_dev.standins.safekeeper import SafekeeperFaults, serve_safekeeper
+    from compute_dev.standins.timelines import TimelineStore
 
     store = _standin_store(Lsn.parse("0/16B5A50"))
     assert isinstance(store, TimelineStore)
@@ -702,7 +702,7 @@ async def _check_standins(
 
 
 def _faults(**kw: object) -> object:
-    from compute_dev.safekeeper import SafekeeperFaults
+    from compute_dev.standins.safekeeper import SafekeeperFaults
 
     return SafekeeperFaults(**kw)  # type: ignore[arg-type]
 

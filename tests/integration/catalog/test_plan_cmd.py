@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from compute_dev.plan_cmd import add_plan_parser
+from compute_dev.commands.plan import add_plan_parser
 from tests.integration.catalog.conftest import apply, role_names, spec_of
 from tests.integration.catalog.verifiers import md5_digest
 from tests.pgserver import PgServer

@@ -13,7 +13,6 @@ until SIGTERM or SIGINT.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from collections.abc import Callable
@@ -21,14 +20,13 @@ from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from compute_dev.http_stub import (
+from compute_dev.standins.http_stub import (
     StubHandler,
-    add_listen_arguments,
     make_server,
-    run_in_foreground,
     status_override,
 )
 
+# Named as before the split into packages, so log lines and their filters stay the same.
 log = logging.getLogger("compute_dev.extension_gateway")
 
 SEGMENT = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
@@ -87,33 +85,3 @@ def serve(
 
 def base_url(host: str, server: ThreadingHTTPServer) -> str:
     return f"http://{host}:{server.server_address[1]}/"
-
-
-def run_extension_gateway(args: argparse.Namespace) -> int:
-    root: Path = args.dir
-    return run_in_foreground(
-        "extension-gateway",
-        root,
-        lambda: serve(root, args.host, args.port),
-        lambda server: {"remote_ext_base_url": base_url(args.host, server)},
-    )
-
-
-def add_extension_gateway_parser(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> None:
-    """Add `extension-gateway` to `compute-dev`; the handler is stored as `handler`."""
-    parser = subparsers.add_parser(
-        "extension-gateway",
-        help="serve remote extension archives from a directory, as the extension gateway",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
-    )
-    add_listen_arguments(parser)
-    parser.add_argument(
-        "--dir",
-        type=Path,
-        required=True,
-        metavar="DIR",
-        help="holds <build tag>/<arch>/<vNN>/extensions/<extension>.tar.zst",
-    )
-    parser.set_defaults(handler=run_extension_gateway)

@@ -17,13 +17,11 @@ serving a data directory of any size takes a bounded amount of memory.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import stat
 import subprocess
-import sys
 import tarfile
 import time
 import zlib
@@ -33,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from compute_ctl.spec.types import Lsn, TenantId, TimelineId
-from compute_dev.pgbin import PgBinNotFoundError, find_pg_bin, server_user
+from compute_dev.pgbin import find_pg_bin, server_user
 
 DEFAULT_CHUNK_SIZE = 256 * 1024
 """The gRPC page_api's chunk size (§2.4); the libpq stand-in may ask for smaller chunks."""
@@ -335,52 +333,3 @@ def _checkpoint_lsn(controldata: str) -> Lsn:
         if label.strip() == "Latest checkpoint location":
             return Lsn.parse(value)
     raise TimelineError("pg_controldata printed no 'Latest checkpoint location'")
-
-
-def add_timeline_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `timeline create` to a `compute-dev` subcommand set.
-
-    The handler is stored as the `handler` default: `args.handler(args)` returns the exit code.
-    """
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "timeline", help="manage the stand-in pageserver's timelines"
-    )
-    actions = parser.add_subparsers(dest="timeline_command", required=True)
-    create = actions.add_parser(
-        "create", help="initdb a new timeline and print its ids and LSN as JSON"
-    )
-    create.add_argument("--dir", required=True, type=Path, help="the timeline store's root")
-    create.add_argument("--tenant-id", type=_id_arg(TenantId), help="default: a random id")
-    create.add_argument("--timeline-id", type=_id_arg(TimelineId), help="default: a random id")
-    create.add_argument("--pg-bin", type=Path, help="PostgreSQL's bin directory")
-    create.set_defaults(handler=run_timeline_create)
-    return parser
-
-
-def _id_arg(kind: type[TenantId] | type[TimelineId]) -> Any:
-    def parse(text: str) -> TenantId | TimelineId:
-        try:
-            return kind(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"invalid {kind.kind} {text!r}: {exc}") from None
-
-    return parse
-
-
-def run_timeline_create(args: argparse.Namespace) -> int:
-    """`compute-dev timeline create`: print `{"tenant_id", "timeline_id", "lsn"}`."""
-    store = TimelineStore(args.dir)
-    try:
-        timeline = store.create(
-            tenant_id=args.tenant_id, timeline_id=args.timeline_id, pg_bin=args.pg_bin
-        )
-    except (TimelineError, PgBinNotFoundError) as exc:
-        print(f"compute-dev timeline create: {exc}", file=sys.stderr)
-        return 1
-    record = {
-        "tenant_id": str(timeline.tenant_id),
-        "timeline_id": str(timeline.timeline_id),
-        "lsn": str(timeline.lsn),
-    }
-    print(json.dumps(record))
-    return 0

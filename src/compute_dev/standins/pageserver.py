@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from compute_ctl.spec.types import Lsn, ShardIndex, TenantId, TenantShardId, TimelineId
-from compute_dev.pgwire import (
+from compute_dev.standins.pgwire import (
     JWT_AUTH_ERROR,
     BackendError,
     Column,
@@ -44,16 +44,17 @@ from compute_dev.pgwire import (
     QueryError,
     handle_client,
 )
-from compute_dev.storage_auth import (
+from compute_dev.standins.storage_auth import (
     AuthError,
     Claims,
     JwtVerifier,
     Scope,
     check_pageserver_permission,
 )
-from compute_dev.timelines import Timeline, TimelineError, TimelineStore
+from compute_dev.standins.timelines import Timeline, TimelineError, TimelineStore
 
-log = logging.getLogger(__name__)
+# Named as before the split into packages, so log lines and their filters stay the same.
+log = logging.getLogger("compute_dev.pageserver")
 
 TRUST_PARAMETERS = (
     ("client_encoding", "UTF8"),

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from compute_ctl.spec.types import Lsn, TenantId, TimelineId
-from compute_dev.pageserver import JWT_PARAMETERS, TRUST_PARAMETERS
-from compute_dev.pgwire import (
+from compute_dev.standins.pageserver import JWT_PARAMETERS, TRUST_PARAMETERS
+from compute_dev.standins.pgwire import (
     JWT_AUTH_ERROR,
     BackendError,
     Column,
@@ -35,10 +35,11 @@ from compute_dev.pgwire import (
     QueryError,
     handle_client,
 )
-from compute_dev.storage_auth import AuthError, Claims, JwtVerifier, Scope
-from compute_dev.timelines import TimelineError, TimelineStore
+from compute_dev.standins.storage_auth import AuthError, Claims, JwtVerifier, Scope
+from compute_dev.standins.timelines import TimelineError, TimelineStore
 
-log = logging.getLogger(__name__)
+# Named as before the split into packages, so log lines and their filters stay the same.
+log = logging.getLogger("compute_dev.safekeeper")
 
 STATUS_COLUMNS = (Column("flush_lsn"), Column("commit_lsn"))
 UNSERVED_COMMANDS = ("START_WAL_PUSH", "START_REPLICATION", "IDENTIFY_SYSTEM")

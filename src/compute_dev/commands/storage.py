@@ -26,11 +26,11 @@ from typing import Any
 
 import grpc
 
-from compute_dev.grpc_server import GrpcFaults, start_grpc_stand_in
-from compute_dev.pageserver import Faults, serve_pageserver_libpq
-from compute_dev.safekeeper import SafekeeperFaults, serve_safekeeper
-from compute_dev.storage_auth import JwtVerifier
-from compute_dev.timelines import TimelineError, TimelineStore
+from compute_dev.standins.grpc_server import GrpcFaults, start_grpc_stand_in
+from compute_dev.standins.pageserver import Faults, serve_pageserver_libpq
+from compute_dev.standins.safekeeper import SafekeeperFaults, serve_safekeeper
+from compute_dev.standins.storage_auth import JwtVerifier
+from compute_dev.standins.timelines import TimelineError, TimelineStore
 
 DEFAULT_LIBPQ_PORT = 64000
 DEFAULT_GRPC_PORT = 51051
@@ -216,7 +216,7 @@ async def _serve(args: argparse.Namespace) -> int:
             ],
         }
         if not timelines:
-            logging.getLogger(__name__).warning(
+            logging.getLogger("compute_dev.storage_cmd").warning(
                 "the store %s has no timelines yet: create one with "
                 "`compute-dev timeline create --dir %s`",
                 args.dir,

@@ -19,11 +19,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from compute_dev.grpc_server import start_grpc_stand_in
-from compute_dev.pageserver import serve_pageserver_libpq
 from compute_dev.pgbin import find_pg_bin, server_user
-from compute_dev.safekeeper import serve_safekeeper
-from compute_dev.timelines import Timeline, TimelineStore
+from compute_dev.standins.grpc_server import start_grpc_stand_in
+from compute_dev.standins.pageserver import serve_pageserver_libpq
+from compute_dev.standins.safekeeper import serve_safekeeper
+from compute_dev.standins.timelines import Timeline, TimelineStore
 
 DEFAULT_DIR = Path(".compute-dev")
 SAFEKEEPERS = 3

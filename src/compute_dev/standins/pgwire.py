@@ -39,7 +39,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-log = logging.getLogger(__name__)
+# Named as before the split into packages, so log lines and their filters stay the same.
+log = logging.getLogger("compute_dev.pgwire")
 
 PROTOCOL_3_0 = 3 << 16
 SSL_REQUEST_CODE = 80877103

@@ -19,7 +19,6 @@ and logs one line per request on stderr (never the token). It runs until SIGTERM
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import time
@@ -27,14 +26,13 @@ from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from compute_dev.http_stub import (
+from compute_dev.standins.http_stub import (
     StubHandler,
-    add_listen_arguments,
     make_server,
-    run_in_foreground,
     status_override,
 )
 
+# Named as before the split into packages, so log lines and their filters stay the same.
 log = logging.getLogger("compute_dev.endpoint_storage")
 
 SEGMENT = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
@@ -128,30 +126,3 @@ def make_handler(root: Path, token: str | None) -> type[StubHandler]:
 def serve(root: Path, host: str, port: int, token: str | None) -> ThreadingHTTPServer:
     """A server ready to `serve_forever` (in the caller's thread of choice)."""
     return make_server(host, port, make_handler(root, token))
-
-
-def run_endpoint_storage(args: argparse.Namespace) -> int:
-    root: Path = args.dir
-    return run_in_foreground(
-        "endpoint-storage",
-        root,
-        lambda: serve(root, args.host, args.port, args.token),
-        lambda server: {"endpoint_storage_addr": f"{args.host}:{server.server_address[1]}"},
-    )
-
-
-def add_endpoint_storage_parser(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> None:
-    """Add `endpoint-storage` to `compute-dev`; the handler is stored as the `handler` default."""
-    parser = subparsers.add_parser(
-        "endpoint-storage",
-        help="serve LFC state objects from a directory, as endpoint storage",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
-    )
-    add_listen_arguments(parser)
-    parser.add_argument(
-        "--dir", type=Path, required=True, metavar="DIR", help="where the objects are kept"
-    )
-    parser.add_argument("--token", help="require this bearer token (the spec's token)")
-    parser.set_defaults(handler=run_endpoint_storage)

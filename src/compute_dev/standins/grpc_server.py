@@ -29,15 +29,21 @@ from google.protobuf.message_factory import GetMessageClass
 
 from compute_ctl.spec.types import Lsn, ShardIndex, TenantId, TimelineId
 from compute_ctl.storage.proto import page_service_pb2 as pb
-from compute_dev.storage_auth import (
+from compute_dev.standins.storage_auth import (
     AuthError,
     JwtVerifier,
     Scope,
     check_pageserver_permission,
 )
-from compute_dev.timelines import DEFAULT_CHUNK_SIZE, Timeline, TimelineError, TimelineStore
+from compute_dev.standins.timelines import (
+    DEFAULT_CHUNK_SIZE,
+    Timeline,
+    TimelineError,
+    TimelineStore,
+)
 
-log = logging.getLogger(__name__)
+# Named as before the split into packages, so log lines and their filters stay the same.
+log = logging.getLogger("compute_dev.grpc_server")
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 

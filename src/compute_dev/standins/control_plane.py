@@ -19,7 +19,6 @@ token is never printed). It runs until SIGTERM or SIGINT.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -28,13 +27,12 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from compute_dev.http_stub import (
+from compute_dev.standins.http_stub import (
     StubHandler,
-    add_listen_arguments,
     make_server,
-    run_in_foreground,
 )
 
+# Named as before the split into packages, so log lines and their filters stay the same.
 log = logging.getLogger("compute_dev.control_plane")
 
 SPEC_PATH = re.compile(r"^/compute/api/v2/computes/([^/]+)/spec$")
@@ -89,32 +87,3 @@ def make_handler(spec_dir: Path, token: str | None) -> type[StubHandler]:
 
 def serve(spec_dir: Path, host: str, port: int, token: str | None) -> ThreadingHTTPServer:
     return make_server(host, port, make_handler(spec_dir, token))
-
-
-def run_control_plane(args: argparse.Namespace) -> int:
-    spec_dir: Path = args.spec_dir
-    return run_in_foreground(
-        "control-plane",
-        spec_dir,
-        lambda: serve(spec_dir, args.host, args.port, args.token),
-        lambda server: {"control_plane_url": f"http://{args.host}:{server.server_address[1]}"},
-    )
-
-
-def add_control_plane_parser(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> None:
-    """Add `control-plane` to `compute-dev`; the handler is stored as the `handler` default."""
-    parser = subparsers.add_parser(
-        "control-plane",
-        help="serve compute specs from a directory as the control plane's spec endpoint",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
-    )
-    add_listen_arguments(parser)
-    parser.add_argument(
-        "--spec-dir", type=Path, required=True, metavar="DIR", help="where {id}.json files live"
-    )
-    parser.add_argument(
-        "--token", help="require this bearer token (compute_ctl sends NEON_CONTROL_PLANE_TOKEN)"
-    )
-    parser.set_defaults(handler=run_control_plane)

@@ -19,7 +19,7 @@ from compute_ctl.errors import ComputeError, SpecError
 from compute_ctl.spec.load import load_document
 from compute_ctl.spec.models import ComputeConfig, ComputeSpec, GenericOptions
 from compute_ctl.spec.resolve import ParsedSpec, resolve
-from compute_dev.plan_cmd import add_plan_parser
+from compute_dev.commands.plan import add_plan_parser
 
 REDACTED = "<redacted>"
 
