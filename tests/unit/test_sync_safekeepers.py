@@ -36,6 +36,8 @@ from compute_ctl.storage.safekeepers import (
     sync_safekeepers,
     sync_safekeepers_argv,
 )
+from compute_dev.standins.pgwire import PgConnection, Query, QueryError, SqlState, handle_client
+from compute_dev.standins.safekeeper import STATUS_COLUMNS
 
 LOGGER = "compute_ctl.storage.safekeepers"
 TENANT = TenantId("0123456789abcdef0123456789abcdef")
@@ -453,7 +455,8 @@ def test_host_port_rejects(text: str) -> None:
 @dataclass
 class FakeSafekeeper:
     """Just enough of a safekeeper's libpq side: startup (optionally a cleartext password),
-    and TIMELINE_STATUS answered as configured. Records what the client sent."""
+    and TIMELINE_STATUS answered as configured. Records what the client sent. The wire protocol
+    is the stand-ins' own (compute_dev.standins.pgwire), written once for all of them."""
 
     row: tuple[str | None, str | None] | None = ("0/16B5A50", "0/16B5A50")
     error: str | None = None
@@ -470,88 +473,37 @@ class FakeSafekeeper:
         return f"{host}:{port}"
 
     async def start(self) -> FakeSafekeeper:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await handle_client(reader, writer, self._session)
+
+        self.server = await asyncio.start_server(on_client, "127.0.0.1", 0)
         return self
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await self._serve(reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    @staticmethod
-    def _msg(kind: bytes, body: bytes = b"") -> bytes:
-        return kind + (len(body) + 4).to_bytes(4, "big") + body
-
-    def _error(self, text: str, code: str = "XX000") -> bytes:
-        body = b"SERROR\0C" + code.encode() + b"\0M" + text.encode() + b"\0\0"
-        return self._msg(b"E", body)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            length = int.from_bytes(await reader.readexactly(4), "big")
-            body = await reader.readexactly(length - 4)
-            code = int.from_bytes(body[:4], "big")
-            if code in (80877103, 80877104):  # SSLRequest / GSSENCRequest
-                writer.write(b"N")
-                continue
-            break
-        items = body[4:].split(b"\0")
-        params = {items[i].decode(): items[i + 1].decode() for i in range(0, len(items) - 2, 2)}
+    async def _session(self, conn: PgConnection) -> None:
+        params = await conn.read_startup()
+        if params is None:
+            return
         self.startups.append(params)
-        if self.password is not None:
-            writer.write(self._msg(b"R", (3).to_bytes(4, "big")))
-            kind = await reader.readexactly(1)
-            size = int.from_bytes(await reader.readexactly(4), "big")
-            sent = (await reader.readexactly(size - 4)).rstrip(b"\0").decode()
-            if kind != b"p" or sent != self.password:
-                writer.write(self._error("password authentication failed", "28P01"))
-                await writer.drain()
-                return
-        writer.write(self._msg(b"R", (0).to_bytes(4, "big")))
-        writer.write(self._msg(b"S", b"client_encoding\0UTF8\0"))
-        writer.write(self._msg(b"Z", b"I"))
-        await writer.drain()
-        while True:
-            kind = await reader.readexactly(1)
-            size = int.from_bytes(await reader.readexactly(4), "big")
-            payload = await reader.readexactly(size - 4)
-            if kind == b"X":
-                return
-            self.queries.append((kind, payload.rstrip(b"\0")))
-            if kind != b"Q":
-                writer.write(self._error("only simple queries here", "08P01"))
-                return
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            if self.error is not None:
-                writer.write(self._error(self.error))
-            else:
-                columns = b"".join(
-                    name
-                    + b"\0"
-                    + (0).to_bytes(4, "big")
-                    + (0).to_bytes(2, "big")
-                    + (25).to_bytes(4, "big")
-                    + (-1).to_bytes(2, "big", signed=True)
-                    + (-1).to_bytes(4, "big", signed=True)
-                    + (0).to_bytes(2, "big")
-                    for name in (b"flush_lsn", b"commit_lsn")
-                )
-                writer.write(self._msg(b"T", (2).to_bytes(2, "big") + columns))
-                if self.row is not None:
-                    values = b"".join(
-                        (-1).to_bytes(4, "big", signed=True)
-                        if v is None
-                        else len(v).to_bytes(4, "big") + v.encode()
-                        for v in self.row
-                    )
-                    writer.write(self._msg(b"D", (2).to_bytes(2, "big") + values))
-                writer.write(self._msg(b"C", b"TIMELINE_STATUS\0"))
-            writer.write(self._msg(b"Z", b"I"))
-            await writer.drain()
+        if self.password is not None and await conn.read_password() != self.password:
+            # Written here, not raised: only the client's report may reach the test's log.
+            conn.error("password authentication failed", "28P01")
+            return
+        conn.authentication_ok([("client_encoding", "UTF8")])
+        await conn.serve_queries(self._query)
+
+    async def _query(self, conn: PgConnection, query: Query) -> None:
+        # Recorded as the message that carried it: Q (simple) or E (Execute, extended).
+        self.queries.append((b"E" if query.extended else b"Q", query.text.encode()))
+        if query.extended:
+            raise QueryError("only simple queries here", SqlState.PROTOCOL_VIOLATION, close=True)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.error is not None:
+            raise QueryError(self.error)
+        conn.row_description(STATUS_COLUMNS)
+        if self.row is not None:
+            conn.data_row(self.row)
+        conn.command_complete("TIMELINE_STATUS")
 
     async def close(self) -> None:
         if self.server is not None:
@@ -656,8 +608,8 @@ def test_fast_path_unreachable_and_empty() -> None:
     assert asyncio.run(main()) == (None, None)
 
 
-# The same checks against the project's safekeeper stand-in (compute_dev.standins.safekeeper), which
-# answers from a timeline store. Imported inside the tests so this file does not depend on it.
+# The same checks against the project's safekeeper stand-in (compute_dev.standins.safekeeper),
+# which answers from a timeline store.
 
 
 def _standin_store(lsn: Lsn) -> object:
