@@ -2,7 +2,7 @@
 compute_ctl started as an operator would (as the server user when we are root), HTTP probes,
 percentiles and the results files.
 
-Every benchmark script puts the repository root on `sys.path` so that `tests.e2e.harness`
+Every benchmark script puts the repository root on `sys.path` so that `tests.support.harness`
 (directories the server user may use, free ports, process stops) is shared with the tests.
 """
 
@@ -30,7 +30,7 @@ RESULTS = ROOT / "bench" / "results"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.e2e.harness import stop_process  # noqa: E402
+from tests.support.harness import stop_process  # noqa: E402
 
 from compute_dev.pgbin import RunAs, find_pg_bin, server_user  # noqa: E402
 from compute_dev.standins.timelines import Timeline, TimelineStore  # noqa: E402

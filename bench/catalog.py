@@ -37,7 +37,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.pgserver import start_server  # noqa: E402
+from tests.support.pgserver import start_server  # noqa: E402
 
 from compute_ctl.catalog import apply_spec, max_service_connections, plan_spec  # noqa: E402
 from compute_ctl.spec.models import ComputeSpec  # noqa: E402

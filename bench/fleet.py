@@ -52,7 +52,7 @@ from benchlib import (
     write_result,
 )
 from startup import PROTOCOLS, Stand
-from tests.e2e.harness import free_port, shared_tempdir
+from tests.support.harness import free_port, shared_tempdir
 
 TAG = "fleet"
 DEADLINE = 60.0

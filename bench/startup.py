@@ -53,7 +53,7 @@ from benchlib import (
     wait_status,
     write_result,
 )
-from tests.e2e.harness import free_port, shared_tempdir
+from tests.support.harness import free_port, shared_tempdir
 
 from compute_dev.commands.up import build_spec
 from compute_dev.pgbin import find_pg_bin, server_user

@@ -45,7 +45,7 @@ from benchlib import (
     wait_status,
     write_result,
 )
-from tests.e2e.harness import (
+from tests.support.harness import (
     SigningKey,
     bearer,
     ctl_config,

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import (
+from tests.support.endpoint_storage import EndpointStorage, running_endpoint_storage
+from tests.support.harness import (
     CONTROL_PLANE_TOKEN,
     Compute,
     ControlPlane,
@@ -23,7 +24,6 @@ from tests.e2e.harness import (
     start_storage,
     stop_process,
 )
-from tests.endpoint_storage import EndpointStorage, running_endpoint_storage
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Compute, SigningKey, b64url, bearer, ctl_config, http
+from tests.support.harness import Compute, SigningKey, b64url, bearer, ctl_config, http
 
 pytestmark = pytest.mark.postgres
 

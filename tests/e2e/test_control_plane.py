@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import (
+from tests.support.harness import (
     CONTROL_PLANE_TOKEN,
     Compute,
     ControlPlane,
@@ -18,8 +18,8 @@ from tests.e2e.harness import (
     ctl_config,
     http,
     pid_alive,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute
+from tests.support.harness import Compute
 
 pytestmark = pytest.mark.postgres
 

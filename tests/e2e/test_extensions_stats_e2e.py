@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, http, wait_until
+from tests.support.harness import Compute, http
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 

@@ -14,8 +14,9 @@ import psycopg
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, SigningKey, ctl_config, wait_until
-from tests.endpoint_storage import EndpointStorage, unzstd, zstd
+from tests.support.endpoint_storage import EndpointStorage, unzstd, zstd
+from tests.support.harness import Compute, SigningKey, ctl_config
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 

@@ -8,15 +8,8 @@ import signal
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import (
-    Compute,
-    SigningKey,
-    Storage,
-    ctl_config,
-    http,
-    pid_alive,
-    wait_until,
-)
+from tests.support.harness import Compute, SigningKey, Storage, ctl_config, http, pid_alive
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 

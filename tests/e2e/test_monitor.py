@@ -8,7 +8,8 @@ import psycopg
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, wait_until
+from tests.support.harness import Compute
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 

@@ -27,8 +27,9 @@ import pytest
 from compute_ctl.compute.node import STOP_TIMEOUT
 from compute_dev.pgbin import RunAs, server_user
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import DEADLINE, Compute, http, wait_until
-from tests.paths import PROJECT_ROOT
+from tests.support.harness import Compute, http
+from tests.support.paths import PROJECT_ROOT
+from tests.support.waiting import DEADLINE, wait_until
 
 # ------------------------------------------------------------------------------------------------
 # /proc from outside

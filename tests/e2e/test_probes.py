@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, SigningKey, ctl_config, http
+from tests.support.harness import Compute, SigningKey, ctl_config, http
 
 pytestmark = pytest.mark.postgres
 

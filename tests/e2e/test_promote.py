@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import (
+from tests.support.endpoint_storage import EndpointStorage, zstd
+from tests.support.harness import (
     Compute,
     SigningKey,
     Storage,
@@ -21,7 +22,6 @@ from tests.e2e.harness import (
     http,
     pid_alive,
 )
-from tests.endpoint_storage import EndpointStorage, zstd
 
 pytestmark = pytest.mark.postgres
 

@@ -2,7 +2,7 @@
 Postgres starts (and loaded by it), an extension installed on request through the internal
 API and then created with SQL, and a start refused for a library the spec does not allow.
 
-Postgres runs from a private copy of the installation (see tests/remote_ext.py) owned by the
+Postgres runs from a private copy of the installation (see tests/support/remote_ext.py) owned by the
 server user, so that the downloads land in directories it may write and that are its own.
 """
 
@@ -17,8 +17,14 @@ import pytest
 
 from compute_dev.pgbin import server_user
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, http, shared_tempdir
-from tests.remote_ext import Gateway, PrivateInstall, private_install, running_gateway, tar_zst
+from tests.support.harness import Compute, http, shared_tempdir
+from tests.support.remote_ext import (
+    Gateway,
+    PrivateInstall,
+    private_install,
+    running_gateway,
+    tar_zst,
+)
 
 pytestmark = pytest.mark.postgres
 

@@ -24,7 +24,8 @@ from compute_ctl.http.schemas import ComputeStatusResponse, GenericError
 from compute_ctl.spec.responses import DbsAndRoles
 from compute_ctl.state import ComputeMetrics
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, SigningKey, ctl_config, http, wait_until
+from tests.support.harness import Compute, SigningKey, ctl_config, http
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 

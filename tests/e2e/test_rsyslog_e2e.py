@@ -9,7 +9,7 @@ import pytest
 
 from compute_ctl.logs_export import rsyslog
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, http
+from tests.support.harness import Compute, http
 
 pytestmark = pytest.mark.postgres
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, http
+from tests.support.harness import Compute, http
 
 pytestmark = pytest.mark.postgres
 

@@ -19,8 +19,8 @@ import psycopg
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import DEADLINE, Compute, http, wait_until
-from tests.sidecar_standins import (
+from tests.support.harness import Compute, http
+from tests.support.sidecar_standins import (
     PASSWORD,
     LockHolder,
     Pgbouncer,
@@ -28,6 +28,7 @@ from tests.sidecar_standins import (
     start_lock_holder,
     start_pgbouncer,
 )
+from tests.support.waiting import DEADLINE, wait_until
 
 pytestmark = [
     pytest.mark.postgres,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, Storage, wait_until
+from tests.support.harness import Compute, Storage
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 

@@ -13,8 +13,9 @@ import psycopg
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, SigningKey, ctl_config, wait_until
-from tests.tls_material import pair
+from tests.support.harness import Compute, SigningKey, ctl_config
+from tests.support.tls_material import pair
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 

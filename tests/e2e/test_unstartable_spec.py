@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, http
+from tests.support.harness import Compute, http
 
 pytestmark = pytest.mark.postgres
 

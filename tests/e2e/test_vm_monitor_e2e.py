@@ -19,7 +19,8 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import DEADLINE, Compute, free_port, http
+from tests.support.harness import Compute, free_port, http
+from tests.support.waiting import DEADLINE
 
 pytestmark = pytest.mark.postgres
 

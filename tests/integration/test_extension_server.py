@@ -26,8 +26,8 @@ from compute_ctl.http.server import bind_socket, make_server
 from compute_ctl.spec.load import load_compute_spec
 from compute_ctl.spec.resolve import resolve
 from compute_ctl.state import ComputeMetrics
-from tests.e2e.harness import HttpAnswer, http
-from tests.remote_ext import (
+from tests.support.harness import HttpAnswer, http
+from tests.support.remote_ext import (
     Gateway,
     PrivateInstall,
     private_install,
@@ -35,7 +35,7 @@ from tests.remote_ext import (
     tar_zst,
     tree_files,
 )
-from tests.specs import storage_spec
+from tests.support.specs import storage_spec
 
 pytestmark = pytest.mark.postgres
 

@@ -12,8 +12,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -24,8 +23,8 @@ from compute_ctl.sidecars.local_proxy import configure_local_proxy
 from compute_ctl.sidecars.pgbouncer import PgbouncerError, tune_pgbouncer
 from compute_ctl.spec.models import ComputeSpec, LocalProxySpec, TlsConfig
 from compute_dev.pgbin import server_user
-from tests.pgserver import PgServer, start_server
-from tests.sidecar_standins import (
+from tests.support.pgserver import PgServer, start_server
+from tests.support.sidecar_standins import (
     PASSWORD,
     LockHolder,
     Pgbouncer,
@@ -33,6 +32,7 @@ from tests.sidecar_standins import (
     start_lock_holder,
     start_pgbouncer,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = [
     pytest.mark.postgres,
@@ -40,14 +40,6 @@ pytestmark = [
 ]
 
 DEADLINE = 30.0
-
-
-def wait_until(what: str, check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +185,7 @@ def test_unreachable_console_tries_four_times_and_writes_nothing(
 
 
 def test_tls_settings_are_added_once_the_key_exists(bouncer: Pgbouncer, workdir: Path) -> None:
-    from tests.tls_material import pair
+    from tests.support.tls_material import pair
 
     key_pem, cert_pem = pair()
     key, cert = workdir / "tls.key", workdir / "tls.crt"

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,7 +50,8 @@ from compute_ctl.vm_monitor.protocol import (
 from compute_ctl.vm_monitor.server import bind
 from compute_ctl.vm_monitor.session import NOT_ENOUGH_SAMPLES, NOTHING_MANAGED
 from compute_ctl.vm_monitor.units import MiB
-from tests.pgserver import PgServer, start_server
+from tests.support.pgserver import PgServer, start_server
+from tests.support.waiting import wait_until_async
 
 DEADLINE = 20.0
 GiB = 1 << 30
@@ -101,13 +102,6 @@ def run(scenario: Awaitable[T]) -> T:
     return asyncio.run(bounded())
 
 
-async def eventually(what: str, check: Callable[[], bool]) -> None:
-    async with asyncio.timeout(DEADLINE):
-        while not check():
-            await asyncio.sleep(0.005)
-    del what
-
-
 @dataclass
 class Running:
     monitor: VmMonitor
@@ -123,7 +117,7 @@ class Running:
     async def samples(self, count: int) -> None:
         """Wait until `count` more samples have been taken."""
         target = self.sampler().samples_taken + count
-        await eventually(f"{count} samples", lambda: self.sampler().samples_taken >= target)
+        await wait_until_async(f"{count} samples", lambda: self.sampler().samples_taken >= target)
 
 
 @contextlib.asynccontextmanager
@@ -377,7 +371,7 @@ def test_undecodable_json_ends_the_session(frame: str) -> None:
             assert code == 1008
             assert reason is not None
             assert reason.startswith("failed to deserialize text message")
-            await eventually("the session to end", lambda: running.monitor.current is None)
+            await wait_until_async("the session to end", lambda: running.monitor.current is None)
             # the monitor itself goes on: the next agent is served
             await (await Agent.connect(running.url)).ready()
 
@@ -606,7 +600,9 @@ def test_no_cgroup_v2_is_said_once(tmp_path: Path, caplog: pytest.LogCaptureFixt
                 reply = await agent.downscale(GiB)
                 assert reply == DownscaleResult(ok=True, status=NOTHING_MANAGED, id=reply.id)
                 await agent.close()
-                await eventually("the session to end", lambda: running.monitor.current is None)
+                await wait_until_async(
+                    "the session to end", lambda: running.monitor.current is None
+                )
 
     run(scenario())
     lines = [
@@ -759,7 +755,9 @@ def test_stock_postgres_has_no_file_cache(caplog: pytest.LogCaptureFixture) -> N
                     reply = await agent.downscale(GiB)
                     assert reply == DownscaleResult(ok=True, status=NOTHING_MANAGED, id=reply.id)
                     await agent.close()
-                    await eventually("the session to end", lambda: running.monitor.current is None)
+                    await wait_until_async(
+                        "the session to end", lambda: running.monitor.current is None
+                    )
 
         run(scenario())
     finally:
@@ -788,7 +786,7 @@ def test_an_agent_silent_in_its_handshake_is_displaced_at_once() -> None:
     async def scenario() -> None:
         async with serving() as running:  # set-up may take 4 s: displacement must not wait
             silent = await Agent.connect(running.url)
-            await eventually("the first session", lambda: running.monitor.current is not None)
+            await wait_until_async("the first session", lambda: running.monitor.current is not None)
             second = await Agent.connect(running.url)
             # closed for the newcomer, not by its own set-up timeout
             assert await silent.closed() == (1000, "replaced by a new connection")

@@ -18,7 +18,7 @@ import pytest
 
 from compute_ctl.compute.vm_prewarm import warmup_dir
 from compute_dev.pgbin import PgBinNotFoundError, find_pg_bin, server_user
-from tests.paths import PROJECT_ROOT
+from tests.support.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.postgres
 

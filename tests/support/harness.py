@@ -16,10 +16,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from compute_dev.pgbin import RunAs, find_pg_bin, server_user
-
-DEADLINE = 60.0
+from tests.support.waiting import DEADLINE, wait_until
 
 
 def free_port() -> int:
@@ -47,14 +44,6 @@ def shared_tempdir(prefix: str) -> Path:
     server_user().chown(path)
     path.chmod(0o755)
     return path
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass

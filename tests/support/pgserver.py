@@ -179,7 +179,7 @@ def start_server(
                 "unix_socket_directories": str(server.socket_dir),
             }
             with (server.datadir / "postgresql.auto.conf").open("w") as out:
-                out.write("# written by tests/pgserver.py\n")
+                out.write("# written by tests/support/pgserver.py\n")
                 for name, value in conf.items():
                     out.write(f"{name} = {_conf_value(value)}\n")
             run_as.chown(server.datadir / "postgresql.auto.conf")

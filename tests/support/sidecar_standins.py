@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 
 from compute_dev.pgbin import RunAs, server_user
-from tests.pgserver import free_port
+from tests.support.pgserver import free_port
 
 DEADLINE = 30.0
 ADMIN_USER = "postgres"
@@ -35,7 +35,7 @@ def pgbouncer_binary() -> str | None:
 
 
 INI_TEMPLATE = """\
-; written by tests/sidecar_standins.py
+; written by tests/support/sidecar_standins.py
 [databases]
 * = host=127.0.0.1 port={backend_port} user=cloud_admin
 

@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-from tests.paths import FIXTURES
+from tests.support.paths import FIXTURES
 
 TENANT = "1f359dd625e519a1a4e8d7509690f6fc"
 TIMELINE = "de200bd42b49cc1814412c7e592dd6e9"

@@ -17,7 +17,7 @@ from compute_ctl.errors import SpecError
 from compute_ctl.spec.catalog_checks import is_scram_verifier, stored_password
 from compute_ctl.spec.models import ComputeSpec, Role
 from tests.integration.catalog.names import HOSTILE_DATABASES, HOSTILE_ROLE_NAMES
-from tests.specs import minimal_spec
+from tests.support.specs import minimal_spec
 
 MD5 = "6b1d16b78004bbd51fa06af9eda75972"
 SCRAM = (

@@ -24,7 +24,7 @@ from compute_ctl.postgres.conf import (
 from compute_ctl.spec.load import load_compute_config, load_compute_spec
 from compute_ctl.spec.models import ComputeAudit, ComputeSpec, GenericOption, TlsConfig
 from compute_ctl.spec.resolve import postgres_pageservers
-from tests.paths import FIXTURES
+from tests.support.paths import FIXTURES
 
 TENANT = "1f359dd625e519a1a4e8d7509690f6fc"
 TIMELINE = "de200bd42b49cc1814412c7e592dd6e9"

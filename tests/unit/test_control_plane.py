@@ -18,7 +18,7 @@ from compute_ctl.control_plane import (
     status_line,
 )
 from compute_ctl.spec.models import ControlPlaneComputeStatus
-from tests.specs import storage_spec
+from tests.support.specs import storage_spec
 
 KEYS: dict[str, Any] = {"jwks": {"keys": []}}
 

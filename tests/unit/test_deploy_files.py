@@ -32,7 +32,7 @@ from compute_ctl.params import Params
 from compute_ctl.spec.load import load_compute_config
 from compute_ctl.spec.resolve import resolve
 from compute_ctl.state import ComputeStatus
-from tests.paths import PROJECT_ROOT
+from tests.support.paths import PROJECT_ROOT
 
 DEPLOY = PROJECT_ROOT / "deploy"
 INSTALL = PROJECT_ROOT / "scripts" / "install.sh"

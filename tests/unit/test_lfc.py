@@ -41,8 +41,9 @@ from compute_ctl.spec.responses import (
     LfcPrewarmSkipped,
     LfcPrewarmState,
 )
-from tests.endpoint_storage import EndpointStorage, running_endpoint_storage, unzstd, zstd
-from tests.specs import TENANT, TIMELINE, settings, storage_spec
+from tests.support.endpoint_storage import EndpointStorage, running_endpoint_storage, unzstd, zstd
+from tests.support.specs import TENANT, TIMELINE, settings, storage_spec
+from tests.support.waiting import wait_until_async
 
 CLOSED = "postgresql://cloud_admin@127.0.0.1:1/postgres"  # nothing listens on port 1
 
@@ -75,12 +76,12 @@ def counter(prom: PromMetrics, name: str) -> float:
 async def settle(lfc: Lfc, what: str = "prewarm") -> Any:
     """Wait (bounded) until the background prewarm or offload has ended."""
     running = "prewarming" if what == "prewarm" else "offloading"
-    async with asyncio.timeout(30):
-        while True:
-            state = lfc.prewarm_state if what == "prewarm" else lfc.offload_state
-            if state.status != running:
-                return state
-            await asyncio.sleep(0.01)
+
+    def state() -> Any:
+        return lfc.prewarm_state if what == "prewarm" else lfc.offload_state
+
+    await wait_until_async(f"the {what} to end", lambda: state().status != running, 30)
+    return state()
 
 
 # ------------------------------------------------------------------------------------------

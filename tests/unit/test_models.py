@@ -21,8 +21,8 @@ from compute_ctl.spec.models import (
     PageserverProtocol,
 )
 from compute_ctl.spec.types import Lsn
-from tests.paths import FIXTURES
-from tests.specs import TENANT, TIMELINE, minimal_spec
+from tests.support.paths import FIXTURES
+from tests.support.specs import TENANT, TIMELINE, minimal_spec
 
 
 def spec_of(**fields: Any) -> ComputeSpec:

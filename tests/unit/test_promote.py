@@ -26,7 +26,7 @@ from compute_ctl.spec.responses import (
 )
 from compute_ctl.spec.types import Lsn
 from compute_ctl.state import ComputeState
-from tests.specs import storage_spec
+from tests.support.specs import storage_spec
 
 CLOSED = "postgresql://cloud_admin@127.0.0.1:1/postgres"
 

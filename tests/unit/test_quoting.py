@@ -21,7 +21,7 @@ from compute_ctl.postgres.quoting import (
 )
 from compute_ctl.spec.load import load_compute_spec
 from compute_ctl.spec.models import Database, GenericOption, GenericOptions, Role, find_option
-from tests.paths import FIXTURES
+from tests.support.paths import FIXTURES
 
 
 def opt(name: str, value: str | None, vartype: str = "string") -> GenericOption:

@@ -19,7 +19,7 @@ from compute_ctl.spec.load import load_compute_spec
 from compute_ctl.spec.models import ComputeSpec
 from compute_ctl.spec.resolve import resolve
 from compute_ctl.state import ComputeStatus
-from tests.specs import storage_spec
+from tests.support.specs import storage_spec
 
 S = ComputeStatus
 

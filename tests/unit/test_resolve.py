@@ -11,7 +11,7 @@ from compute_ctl.spec.load import validate
 from compute_ctl.spec.models import ComputeSpec, PageserverProtocol
 from compute_ctl.spec.resolve import ParsedSpec, parse_stripe_size, resolve
 from compute_ctl.spec.types import ShardIndex
-from tests.specs import TENANT, fixture, minimal_spec, settings, storage_spec
+from tests.support.specs import TENANT, fixture, minimal_spec, settings, storage_spec
 
 
 def parse(data: dict[str, Any]) -> ParsedSpec:

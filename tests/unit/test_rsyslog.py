@@ -18,6 +18,7 @@ from compute_ctl.logs_export import rsyslog
 from compute_ctl.logs_export.rsyslog import RsyslogError, RsyslogSetup, parse_host_port
 from compute_ctl.metrics import PromMetrics
 from compute_ctl.spec.models import ComputeSpec
+from tests.support.waiting import wait_until_async
 
 # --------------------------------------------------------------------------------------------
 # host:port
@@ -440,10 +441,7 @@ def test_gc_loop_sets_the_gauge(tmp_path: Path) -> None:
         task = asyncio.create_task(
             rsyslog.run_audit_log_gc(log_dir, prom.audit_log_dir_size, interval=0.01)
         )
-        deadline = time.monotonic() + 10
-        while old.exists() or dir_size(prom) != 123:
-            assert time.monotonic() < deadline, "the GC did not run"
-            await asyncio.sleep(0.01)
+        await wait_until_async("the GC", lambda: not old.exists() and dir_size(prom) == 123, 10)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -460,10 +458,7 @@ def test_gc_loop_without_the_directory(tmp_path: Path) -> None:
         task = asyncio.create_task(
             rsyslog.run_audit_log_gc(tmp_path / "missing", prom.audit_log_dir_size, interval=10)
         )
-        deadline = time.monotonic() + 10
-        while dir_size(prom) != 0:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await wait_until_async("the gauge reset", lambda: dir_size(prom) == 0, 10)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

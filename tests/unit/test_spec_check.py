@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from compute_dev.cli import main
-from tests.paths import EXAMPLES, FIXTURES, PROJECT_ROOT
-from tests.specs import TENANT, TIMELINE, settings, storage_spec
+from tests.support.paths import EXAMPLES, FIXTURES, PROJECT_ROOT
+from tests.support.specs import TENANT, TIMELINE, settings, storage_spec
 
 
 def run(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -16,7 +16,7 @@ from compute_ctl import tls
 from compute_ctl.errors import ComputeError
 from compute_ctl.spec.models import TlsConfig
 from compute_ctl.state import ComputeState, ComputeStatus
-from tests.tls_material import cert_pem, ec_key, key_pem, pair, rsa_key
+from tests.support.tls_material import cert_pem, ec_key, key_pem, pair, rsa_key
 
 S = ComputeStatus
 

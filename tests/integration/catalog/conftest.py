@@ -18,8 +18,8 @@ import pytest
 from compute_ctl.catalog import ApplyReport, apply_spec
 from compute_ctl.spec.models import ComputeSpec
 from compute_dev.pgbin import PgBinNotFoundError, find_pg_bin
-from tests.pgserver import PgServer, start_server
-from tests.specs import minimal_spec
+from tests.support.pgserver import PgServer, start_server
+from tests.support.specs import minimal_spec
 
 # Roles whose passwords the server checks (over TCP), so tests can log in with them.
 PASSWORD_ROLES = ("pw_md5", "pw_scram")

@@ -14,7 +14,7 @@ from tests.integration.catalog.conftest import (
     rows,
     spec_of,
 )
-from tests.pgserver import PgServer
+from tests.support.pgserver import PgServer
 
 pytestmark = pytest.mark.postgres
 

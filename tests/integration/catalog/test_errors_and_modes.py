@@ -11,7 +11,7 @@ import pytest
 from compute_ctl.catalog import apply_spec, max_service_connections, update_neon_extension
 from compute_ctl.errors import CatalogError, SpecError
 from tests.integration.catalog.conftest import apply, databases, execute, role_names, spec_of
-from tests.pgserver import PgServer, running_server
+from tests.support.pgserver import PgServer, running_server
 
 pytestmark = pytest.mark.postgres
 

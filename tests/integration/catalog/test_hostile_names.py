@@ -15,7 +15,7 @@ from tests.integration.catalog.conftest import (
 )
 from tests.integration.catalog.names import HOSTILE_DATABASES, HOSTILE_ROLE_NAMES, renamed
 from tests.integration.catalog.verifiers import md5_digest, scram_verifier
-from tests.pgserver import PgServer
+from tests.support.pgserver import PgServer
 
 pytestmark = pytest.mark.postgres
 

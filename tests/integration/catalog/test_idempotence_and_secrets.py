@@ -21,7 +21,7 @@ from tests.integration.catalog.conftest import (
     spec_of,
 )
 from tests.integration.catalog.verifiers import md5_digest, scram_verifier
-from tests.pgserver import PgServer
+from tests.support.pgserver import PgServer
 
 pytestmark = pytest.mark.postgres
 

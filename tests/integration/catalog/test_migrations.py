@@ -12,7 +12,7 @@ from compute_ctl.catalog import check_migration_effects, run_migrations, should_
 from compute_ctl.catalog.migrations import migrations
 from compute_ctl.errors import CatalogError
 from tests.integration.catalog.conftest import apply, execute, rows, spec_of
-from tests.pgserver import PgServer
+from tests.support.pgserver import PgServer
 
 pytestmark = pytest.mark.postgres
 

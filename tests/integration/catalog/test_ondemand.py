@@ -9,7 +9,7 @@ import pytest
 from compute_ctl.catalog import Privilege, install_extension, set_role_grants
 from compute_ctl.errors import CatalogError
 from tests.integration.catalog.conftest import LogWindow, apply, rows, spec_of
-from tests.pgserver import PgServer
+from tests.support.pgserver import PgServer
 
 pytestmark = pytest.mark.postgres
 

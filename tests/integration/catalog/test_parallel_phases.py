@@ -13,7 +13,7 @@ from compute_ctl.catalog import plan_spec
 from compute_ctl.catalog.connect import connect_maintenance
 from compute_ctl.catalog.execute import Executor, cluster_phase_width
 from tests.integration.catalog.conftest import apply, databases, role_names, spec_of
-from tests.pgserver import PgServer
+from tests.support.pgserver import PgServer
 
 pytestmark = pytest.mark.postgres
 

@@ -11,7 +11,7 @@ import pytest
 from compute_dev.commands.plan import add_plan_parser
 from tests.integration.catalog.conftest import apply, role_names, spec_of
 from tests.integration.catalog.verifiers import md5_digest
-from tests.pgserver import PgServer
+from tests.support.pgserver import PgServer
 
 pytestmark = pytest.mark.postgres
 
