@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 UNPRIVILEGED_USER = "postgres"
 
@@ -53,6 +54,14 @@ def find_pg_bin(explicit: str | os.PathLike[str] | None = None) -> Path:
     raise PgBinNotFoundError(f"no PostgreSQL server binaries found (looked in {where})")
 
 
+class SwitchUser(TypedDict, total=False):
+    """`subprocess.Popen` arguments that start the child as another user."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
 @dataclass(frozen=True)
 class RunAs:
     """Who server programs run as: ourselves, or (when we are root) an unprivileged user."""
@@ -75,8 +84,23 @@ class RunAs:
                 for name in dirs + files:
                     os.chown(os.path.join(root, name), self.uid, self.gid, follow_symlinks=False)
 
+    def popen_args(self) -> SwitchUser:
+        """What to give `subprocess.Popen` (or asyncio's `create_subprocess_exec`) to start a
+        child as this user, with its supplementary groups; nothing when no switch is needed.
+
+        Popen makes the switch itself between fork and exec, so no Python code runs in the
+        child: unlike a `preexec_fn`, that is safe in a process with threads (gRPC's, say)."""
+        if self.is_self:
+            return {}
+        return {
+            "user": self.uid,
+            "group": self.gid,
+            "extra_groups": os.getgrouplist(self.name, self.gid),
+        }
+
     def preexec(self) -> Callable[[], None] | None:
-        """A `preexec_fn` that drops to this user, or None when no switch is needed."""
+        """A `preexec_fn` that drops to this user, or None when no switch is needed (for
+        callers without threads; `popen_args` is the safe way)."""
         if self.is_self:
             return None
         uid, gid, name = self.uid, self.gid, self.name

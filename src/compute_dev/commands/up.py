@@ -1,9 +1,10 @@
 """`compute-dev up`: a whole local compute in one command, for a newcomer's first five minutes.
 
-It creates a timeline on first run, starts the storage stand-ins (pageserver over libpq and gRPC,
-three safekeepers), writes a spec pointing at them with both URLs and the chosen
-`prefer_protocol`, and runs `compute_ctl` in the foreground. Ctrl-C (or SIGTERM) asks the compute
-to terminate through its API, then stops the stand-ins; nothing is left running.
+It creates a timeline on first run, starts the storage stand-ins (`compute-dev storage`: the
+pageserver over libpq and gRPC, three safekeepers; their log goes to `DIR/storage.log`), writes
+a spec pointing at them with both URLs and the chosen `prefer_protocol`, and runs `compute_ctl`
+in the foreground; the psql line comes once the compute is `running`. Ctrl-C (or SIGTERM) asks
+the compute to terminate through its API, then stops the stand-ins; nothing is left running.
 """
 
 from __future__ import annotations
@@ -15,18 +16,20 @@ import json
 import signal
 import socket
 import sys
+import urllib.parse
 import urllib.request
+from asyncio.subprocess import Process
 from pathlib import Path
 from typing import Any
 
 from compute_dev.pgbin import find_pg_bin, server_user
-from compute_dev.standins.grpc_server import start_grpc_stand_in
-from compute_dev.standins.pageserver import serve_pageserver_libpq
-from compute_dev.standins.safekeeper import serve_safekeeper
 from compute_dev.standins.timelines import Timeline, TimelineStore
 
 DEFAULT_DIR = Path(".compute-dev")
 SAFEKEEPERS = 3
+STATUS_POLL = (0.1, 0.5)
+"""Seconds between two looks at the compute's status while it starts: the first wait, doubled
+after each look up to the second (each look is a request line in compute_ctl's log)."""
 
 
 def free_port() -> int:
@@ -95,6 +98,69 @@ def _terminate(http_port: int) -> None:
         urllib.request.urlopen(request, timeout=30).close()  # noqa: S310 - our own loopback URL
 
 
+def _status(http_port: int) -> str | None:
+    """The compute's status from its API, or None while the API does not answer."""
+    url = f"http://127.0.0.1:{http_port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            status: Any = json.load(answer).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status if isinstance(status, str) else None
+
+
+async def _announce_when_running(http_port: int, connstr: str) -> None:
+    """Print the psql line once the compute is `running` (or say that it failed): before that,
+    a newcomer's first connection would be refused."""
+    pause, longest = STATUS_POLL
+    while True:
+        status = await asyncio.to_thread(_status, http_port)
+        if status == "running":
+            print(f"compute-dev: connect with: psql '{connstr}'", flush=True)
+            return
+        if status == "failed":
+            print("compute-dev: the compute failed to start (its log is above)", flush=True)
+            return
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, longest)
+
+
+async def _start_storage(store: TimelineStore, log_path: Path) -> tuple[Process, dict[str, Any]]:
+    """`compute-dev storage` over the store on free ports, in its own session (Ctrl-C reaches
+    only us; we stop it once the compute is gone). Returns it and the URLs it announced."""
+    argv = [sys.executable, "-m", "compute_dev.cli", "storage", "--dir", str(store.root)]
+    argv += ["--libpq-port", "0", "--grpc-port", "0"]
+    argv += ["--safekeeper-ports", ",".join("0" * SAFEKEEPERS)]
+    with log_path.open("w") as log:
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=log, start_new_session=True
+        )
+    assert process.stdout is not None
+    line = await process.stdout.readline()
+    try:
+        ready: Any = json.loads(line)
+    except ValueError:
+        await _stop(process)
+        raise RuntimeError(f"the storage stand-ins did not start (see {log_path})") from None
+    return process, ready
+
+
+async def _stop(process: Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+def _port(url: str) -> int:
+    port = urllib.parse.urlsplit(url if "//" in url else f"//{url}").port
+    assert port is not None, url
+    return port
+
+
 async def _up(args: argparse.Namespace) -> int:
     root: Path = args.dir.resolve()
     run_as = server_user(announce=True)
@@ -105,12 +171,12 @@ async def _up(args: argparse.Namespace) -> int:
     timelines = store.list()
     timeline = timelines[0] if timelines else store.create(pg_bin=pg_bin)
 
-    libpq = await serve_pageserver_libpq(store, "127.0.0.1", 0)
-    grpc_stand_in = await start_grpc_stand_in(store, "127.0.0.1", 0)
-    safekeepers = [await serve_safekeeper(store, "127.0.0.1", 0) for _ in range(SAFEKEEPERS)]
+    # The stand-ins run in a child: this process starts compute_ctl, and a fork in a process
+    # whose gRPC threads are busy makes gRPC print "Other threads are currently calling into
+    # gRPC, skipping fork() handlers". Here nothing uses gRPC, so every fork is quiet.
+    storage_log = root / "storage.log"
+    storage, ready = await _start_storage(store, storage_log)
     try:
-        libpq_port = libpq.sockets[0].getsockname()[1]
-        sk_ports = [sk.sockets[0].getsockname()[1] for sk in safekeepers]
         pg_port = args.pg_port or free_port()
         http_port = args.http_port or free_port()
         socket_dir = root / "run"
@@ -119,9 +185,9 @@ async def _up(args: argparse.Namespace) -> int:
         spec = build_spec(
             timeline,
             protocol=args.protocol,
-            libpq_port=libpq_port,
-            grpc_port=grpc_stand_in.port,
-            safekeeper_ports=sk_ports,
+            libpq_port=_port(ready["pageserver_libpq_url"]),
+            grpc_port=_port(ready["pageserver_grpc_url"]),
+            safekeeper_ports=[_port(sk) for sk in ready["safekeeper_connstrings"]],
             pg_port=pg_port,
             socket_dir=socket_dir,
         )
@@ -150,11 +216,11 @@ async def _up(args: argparse.Namespace) -> int:
         ]
         print(f"compute-dev: timeline {timeline.tenant_id}/{timeline.timeline_id}", flush=True)
         print(f"compute-dev: basebackup over {args.protocol}", flush=True)
-        print(f"compute-dev: connect with: psql '{connstr}'", flush=True)
+        print(f"compute-dev: storage stand-ins log to {storage_log}", flush=True)
         print(f"compute-dev: status: http://127.0.0.1:{http_port}/status", flush=True)
         print("compute-dev: Ctrl-C stops everything", flush=True)
         process = await asyncio.create_subprocess_exec(
-            *argv, preexec_fn=run_as.preexec(), env=run_as.env(), start_new_session=True
+            *argv, env=run_as.env(), start_new_session=True, **run_as.popen_args()
         )
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
@@ -162,7 +228,9 @@ async def _up(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stopping.set)
         waiter = asyncio.ensure_future(process.wait())
         stop = asyncio.ensure_future(stopping.wait())
+        announcer = asyncio.ensure_future(_announce_when_running(http_port, connstr))
         await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
+        announcer.cancel()
         if not waiter.done():
             print("compute-dev: terminating the compute", flush=True)
             await asyncio.to_thread(_terminate, http_port)
@@ -175,9 +243,7 @@ async def _up(args: argparse.Namespace) -> int:
         code = process.returncode
         return code if code is not None and code >= 0 else 1
     finally:
-        for server in (libpq, *safekeepers):
-            server.close()
-        await grpc_stand_in.stop()
+        await _stop(storage)
 
 
 def run_up(args: argparse.Namespace) -> int:

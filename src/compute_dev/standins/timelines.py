@@ -25,13 +25,13 @@ import subprocess
 import tarfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from compute_ctl.spec.types import Lsn, TenantId, TimelineId
-from compute_dev.pgbin import find_pg_bin, server_user
+from compute_dev.pgbin import RunAs, find_pg_bin, server_user
 
 DEFAULT_CHUNK_SIZE = 256 * 1024
 """The gRPC page_api's chunk size (§2.4); the libpq stand-in may ask for smaller chunks."""
@@ -259,13 +259,13 @@ class TimelineStore:
                     "--no-instructions",
                     "--no-sync",
                 ],
-                user.preexec(),
+                user,
                 env,
                 "initdb",
             )
             control = _run(
                 [str(bindir / "pg_controldata"), "-D", str(datadir)],
-                user.preexec(),
+                user,
                 env,
                 "pg_controldata",
             )
@@ -315,11 +315,9 @@ def _load(directory: Path, text: str) -> Timeline:
     return timeline
 
 
-def _run(
-    argv: list[str], preexec: Callable[[], None] | None, env: dict[str, str], what: str
-) -> str:
+def _run(argv: list[str], user: RunAs, env: dict[str, str], what: str) -> str:
     result = subprocess.run(
-        argv, capture_output=True, text=True, preexec_fn=preexec, env=env, check=False
+        argv, capture_output=True, text=True, env=env, check=False, **user.popen_args()
     )
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip()
