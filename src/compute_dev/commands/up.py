@@ -156,8 +156,10 @@ async def _stop(process: Process) -> None:
 
 
 def _port(url: str) -> int:
+    """The port of a URL or `host:port` the storage stand-ins announced."""
     port = urllib.parse.urlsplit(url if "//" in url else f"//{url}").port
-    assert port is not None, url
+    if port is None:
+        raise RuntimeError(f"the storage stand-ins announced {url!r}, which names no port")
     return port
 
 
