@@ -142,6 +142,10 @@ def parse_json(text: str | bytes) -> Any:
         # Python's decoder gives up far deeper than MAX_DEPTH: say where MAX_DEPTH is reached.
         raise _too_deep(text) from None
     except json.JSONDecodeError as exc:
+        # A decoder reading in order meets the depth bound before a later syntax error.
+        deep = _too_deep(text[: exc.pos])
+        if deep.field != "document":
+            raise deep from None
         raise JsonTextError(f"line {exc.lineno} column {exc.colno}", exc.msg) from None
     except _DuplicateKeyError as exc:
         raise SpecError(format_location((exc.key,)), "duplicate key in a JSON object") from None
