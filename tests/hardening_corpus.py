@@ -170,7 +170,8 @@ def _huge() -> list[Case]:
         kind = "spec" if label in ("role-name", "database-name") else "shape"
         cases.append(Case(f"huge-{label}", _doc(spec), field, "", kind, huge=True))
     # Echoes of the value built into upstream's texts (duplicates) and into keys.
-    spec = storage_spec(safekeeper_connstrings=[big, big])
+    pair = "s" * (20 * 1024 * 1024)  # twice: the body stays under the 64 MiB limit
+    spec = storage_spec(safekeeper_connstrings=[pair, pair])
     cases.append(
         Case(
             "huge-duplicate-safekeeper",
