@@ -199,3 +199,30 @@ def test_http_edge_and_the_log(compute: Compute) -> None:
     assert "eyJsecret" not in log and "s3cr3t" not in log
     assert "token=<redacted>" in log
     _no_traceback(compute)
+
+
+@pytest.mark.parametrize(
+    ("listener", "path"),
+    [
+        ("external", "/configure"),
+        ("external", "/promote"),
+        ("internal", "/extensions"),
+        ("internal", "/grants"),
+        ("internal", "/failpoints"),
+    ],
+)
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 5000 + b"]" * 5000, b'{"a": ' * 5000, b'{"database": "\\ud800"}'],
+    ids=["deep-arrays", "deep-objects", "surrogate"],
+)
+def test_every_json_body_is_bounded(
+    empty_compute: Compute, listener: str, path: str, body: bytes
+) -> None:
+    base = empty_compute.url if listener == "external" else empty_compute.internal_url
+    answer = http("POST", f"{base}{path}", body)
+    assert answer.status == 400, answer
+    text = answer.body.decode()
+    assert "recursion limit exceeded" in text or "lone surrogate" in text, text
+    assert len(text) < LONGEST_LINE
+    _no_traceback(empty_compute)
