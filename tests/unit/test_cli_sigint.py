@@ -33,7 +33,7 @@ sys.exit(main({args!r}))
 
 ASYNC_PATCH = """
 import asyncio
-async def interrupted_run(self):
+async def interrupted_run(*args, **kwargs):
     signal.raise_signal(signal.SIGINT)
     await asyncio.sleep(30)
 target.{name} = interrupted_run
@@ -67,7 +67,7 @@ def run_interrupted(module: str, name: str, args: list[str], *, is_async: bool =
         ("compute_ctl.cli", "parse_params", False),
         ("compute_ctl.cli", "_setup_logging", False),
         ("compute_ctl.cli", "_load_inputs", False),  # reading the spec
-        ("compute_ctl.compute.node", "ComputeNode.run", True),  # in the event loop, early
+        ("compute_ctl.main", "run_compute", True),  # in the event loop, early
     ],
 )
 def test_early_sigint_is_one_line_and_exit_1(module: str, name: str, is_async: bool) -> None:

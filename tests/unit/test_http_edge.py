@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from compute_ctl.http.server import bind_socket, make_server
 from compute_ctl.http.middleware import RequestIdMiddleware, redact_query
 from compute_ctl.http.protocol import HEADER_TIMEOUT_SECONDS, BoundedH11Protocol
+from compute_ctl.http.server import bind_socket, make_server
 
 SHORT_BOUND = 0.3
 
