@@ -248,6 +248,17 @@ def _setup_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The entry point. SIGINT before the lifecycle has its handlers (imports, parsing,
+    loading the spec, the first moments of the event loop) raises KeyboardInterrupt: that is
+    one line and exit status 1, never a traceback or a death by the signal."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("compute_ctl: error: interrupted (SIGINT) during start-up", file=sys.stderr)
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     # As a container's PID 1: fork at once; PID 1 stays a tiny init (reaps orphans, passes
     # signals on, exits with compute_ctl's status) and the child carries on as compute_ctl.
     init_if_pid1()

@@ -7,6 +7,27 @@ keeps its cause chain. `chain_text` renders an error the way upstream's `/status
 
 from __future__ import annotations
 
+EXCERPT_CHARS = 32
+"""How much of a rejected value an error may show: enough to find it, never all of it."""
+
+MESSAGE_CHARS = 512
+"""The most a spec error's field or problem text keeps, whatever went into it."""
+
+
+def excerpt(value: str, limit: int = EXCERPT_CHARS) -> str:
+    """A value for an error message: its escaped first `limit` characters, quoted as Python
+    does (control characters, lone surrogates and other unprintables become escapes), with
+    the full length when it was cut. A 50 MB name never comes back as a 50 MB message."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MESSAGE_CHARS:
+        return text
+    return f"{text[:MESSAGE_CHARS]}… (cut, {len(text)} characters)"
+
 
 class ComputeError(Exception):
     """Base of every error compute_ctl reports on purpose (anything else is a bug)."""
@@ -31,8 +52,11 @@ class SpecError(ComputeError):
     """
 
     def __init__(self, field: str, problem: str) -> None:
+        # Bounded, so that a problem text built from a huge value (a message of a validator
+        # that quotes its input) is still one short line.
+        problem = _bounded(problem)
         super().__init__(problem)
-        self.field = field
+        self.field = _bounded(field)
         self.problem = problem
 
     def one_line(self) -> str:

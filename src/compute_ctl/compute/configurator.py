@@ -76,7 +76,8 @@ class Configurator:
                 await self.reconfigure(pspec)
             except Exception as exc:
                 log.error("could not apply the new spec: %s", chain_text(exc))
-                await state.set_status(ComputeStatus.FAILED)
+                # The cause is the compute's error: /configure answers with it, /status shows it.
+                await state.set_status(ComputeStatus.FAILED, error=chain_text(exc))
                 continue
             await state.set_status(ComputeStatus.RUNNING)
 

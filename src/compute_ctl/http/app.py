@@ -232,7 +232,8 @@ EXTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         post_promote,
         (
             Reply(200, "promoted", PromoteCompleted),
-            error(400, "the spec cannot be resolved (a body that is not JSON: plain text)"),
+            error(400, "the spec cannot be resolved"),
+            Reply(400, "the body is not JSON (plain text)", None, TEXT),
             Reply(413, "the body is too large (plain text)", None, TEXT),
             Reply(415, "no `Content-Type: application/json` (plain text)", None, TEXT),
             Reply(422, "the JSON is not a PromoteRequest (plain text)", None, TEXT),
@@ -257,7 +258,7 @@ EXTERNAL_ROUTES: tuple[ApiRoute, ...] = (
 INTERNAL_ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute(
         "POST",
-        "/extension_server/{filename:path}",
+        "/extension_server/{filename:anypath}",
         post_extension_server,
         (
             Reply(200, "installed, now or before (empty body)", None, None),

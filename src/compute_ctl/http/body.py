@@ -2,7 +2,8 @@
 
 Status codes are kept as upstream answers them (415 without `Content-Type: application/json`,
 400 for text that is not JSON, 422 for JSON of the wrong shape, 413 for a body that is too
-large) and the message is lower-cased, as upstream does.
+large) and the message is lower-cased, as upstream does. The text is decoded by the spec
+loader's `parse_json`, the one JSON decoder (nesting and lone-surrogate bounds included).
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.requests import Request
 
 from compute_ctl.errors import SpecError
-from compute_ctl.spec.load import parse_json, spec_error_from_validation, validate
+from compute_ctl.spec.load import (
+    JsonTextError,
+    parse_json,
+    spec_error_from_validation,
+    validate,
+)
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -54,11 +60,11 @@ async def read_json(request: Request) -> Any:
         chunks.append(chunk)
     try:
         return parse_json(b"".join(chunks))
+    except JsonTextError as exc:
+        raise BodyError(
+            400, f"Failed to parse the request body as JSON: {exc.problem} at {exc.field}"
+        ) from None
     except SpecError as exc:
-        if exc.field.startswith(("line ", "byte ")) or exc.field == "document":
-            raise BodyError(
-                400, f"Failed to parse the request body as JSON: {exc.problem} at {exc.field}"
-            ) from None
         raise _shape_error(exc) from None
 
 

@@ -24,7 +24,7 @@ _PATH_PARAMETER = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 
 def openapi_path(path: str) -> str:
-    """A route path as OpenAPI writes it: `/extension_server/{filename:path}` →
+    """A route path as OpenAPI writes it: `/extension_server/{filename:anypath}` →
     `/extension_server/{filename}`."""
     return _PATH_PARAMETER.sub(r"{\1}", path)
 
@@ -79,6 +79,21 @@ def _response(reply: Reply, schemas: _Schemas) -> dict[str, Any]:
     return response
 
 
+def _responses(route: ApiRoute, schemas: _Schemas) -> dict[str, Any]:
+    """Each status once; two replies of one status (a JSON error or a plain-text rejection)
+    are one response with both media types."""
+    responses: dict[str, Any] = {}
+    for reply in with_auth_errors(route):
+        response = _response(reply, schemas)
+        known = responses.get(str(reply.status))
+        if known is None:
+            responses[str(reply.status)] = response
+            continue
+        known["description"] += f"; {response['description']}"
+        known.setdefault("content", {}).update(response.get("content", {}))
+    return responses
+
+
 def _operation(route: ApiRoute, schemas: _Schemas) -> dict[str, Any]:
     doc = (route.handler.__doc__ or "").strip()
     operation: dict[str, Any] = {
@@ -86,9 +101,7 @@ def _operation(route: ApiRoute, schemas: _Schemas) -> dict[str, Any]:
         "summary": route.summary,
         "description": doc,
         "security": [{SECURITY_SCHEME: []}] if route.auth else [],
-        "responses": {
-            str(reply.status): _response(reply, schemas) for reply in with_auth_errors(route)
-        },
+        "responses": _responses(route, schemas),
     }
     parameters = _path_parameters(route.path) + _query_parameters(route.query)
     if parameters:

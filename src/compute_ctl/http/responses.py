@@ -11,6 +11,7 @@ from starlette.responses import Response
 # The text forms live in a base module (the remote-extension download uses them too); routes
 # keep importing them from here.
 from compute_ctl.formats import rfc3339_offset, rfc3339_z, rust_debug_str
+from compute_ctl.http.logtext import one_line
 from compute_ctl.state import ComputeState, ComputeStatus, WrongStateError
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ def json_ok(value: Any, status_code: int = 200) -> JsonResponse:
 
 
 def json_error(message: str, status_code: int) -> JsonResponse:
-    """Upstream's error shape; every error answer is also logged."""
-    log.error("%s", message)
+    """Upstream's error shape; every error answer is also logged (as one line: a message may
+    quote what the client sent)."""
+    log.error("%s", one_line(message))
     return JsonResponse({"error": message}, status_code=status_code)
 
 

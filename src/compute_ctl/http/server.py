@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.applications import Starlette
 
+from compute_ctl.http.protocol import BoundedH11Protocol
+
 
 def bind_socket(port: int, host: str | None = None) -> socket.socket:
     """Listen on all interfaces like upstream (`[::]`, dual-stack), or on IPv4 only where the
@@ -96,6 +98,7 @@ def make_server(app: Starlette) -> uvicorn.Server:
         lifespan="off",
         timeout_graceful_shutdown=1,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        http=BoundedH11Protocol,  # request-head time bound, HTTP/1.x only
         ws="none",  # no WebSocket routes: skip loading a WebSocket implementation
     )
     return _Server(config)

@@ -1,11 +1,13 @@
 """Checking a spec's catalog parts (roles, databases, delta operations) before anything runs.
 
 Everything that can be refused is refused here, naming the spec field and the object: names
-Postgres would truncate, passwords it would mistake for plaintext, options that cannot be turned
-into quoted SQL, and rename operations without a new name. Resolution runs these checks once
-(`ParsedSpec.catalog`), so a spec that resolves cannot fail for these reasons halfway through an
-apply. The checks are pure and need no database driver: the catalog layer turns the checked
-values into SQL (`compute_ctl.catalog.options`).
+Postgres would truncate or refuses (reserved role names), passwords it would mistake for
+plaintext, options that cannot be turned into quoted SQL, and rename operations without a new
+name. Names are shown as short escaped excerpts: they may be huge, or hold control
+characters. Resolution runs these checks once (`ParsedSpec.catalog`), so a spec that resolves
+cannot fail for these reasons halfway through an apply. The checks are pure and need no
+database driver: the catalog layer turns the checked values into SQL
+(`compute_ctl.catalog.options`).
 
 Passwords are checked the way Postgres itself checks them: a value that is not a well-formed md5
 digest or SCRAM verifier would silently be taken as a *plaintext* password and hashed again,
@@ -19,7 +21,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
-from compute_ctl.errors import SpecError
+from compute_ctl.errors import SpecError, excerpt
 from compute_ctl.spec.models import ComputeSpec, Database, DeltaOp, GenericOption, Role
 
 RENAME_ACTIONS = ("rename_db", "rename_role")
@@ -41,13 +43,32 @@ def check_name(kind: str, name: str, field_path: str) -> None:
     if not name:
         raise SpecError(field_path, f"{kind} name is empty")
     if "\0" in name:
-        raise SpecError(field_path, f"{kind} name {name!r} contains a NUL character")
+        raise SpecError(field_path, f"{kind} name {excerpt(name)} contains a NUL character")
     size = len(name.encode())
     if size >= NAMEDATALEN:
         raise SpecError(
             field_path,
-            f"{kind} name {name!r} is {size} bytes long; Postgres allows at most {NAMEDATALEN - 1}",
+            f"{kind} name {excerpt(name)} is {size} bytes long; "
+            f"Postgres allows at most {NAMEDATALEN - 1}",
         )
+
+
+RESERVED_ROLE_NAMES = ("public", "none")
+"""Names CREATE ROLE and ALTER ROLE … RENAME TO refuse even quoted ("role name … is reserved"),
+as does any name starting with `pg_` (case matters: `PG_x` is allowed)."""
+
+
+def check_new_role_name(name: str, field_path: str) -> None:
+    """`check_name` plus what Postgres refuses for a role it is asked to create or rename to,
+    so that such a spec is refused before anything starts instead of failing the apply."""
+    check_name("role", name, field_path)
+    if name.startswith("pg_"):
+        raise SpecError(
+            field_path,
+            f"role name {excerpt(name)} is reserved: role names starting with pg_ are reserved",
+        )
+    if name in RESERVED_ROLE_NAMES:
+        raise SpecError(field_path, f"role name {excerpt(name)} is reserved")
 
 
 def _b64(text: str) -> bytes | None:
@@ -174,7 +195,7 @@ def parse_role_options(role: Role, field_path: str) -> RoleOptions:
     for index, option in enumerate(role.options or ()):
         where = f"{field_path}[{index}]"
         split = _split_keyword(option.name, keywords)
-        problem = f"role {role.name!r}: unsupported role option {option.name!r}"
+        problem = f"role {role.name!r}: unsupported role option {excerpt(option.name)}"
         if split is None:
             raise SpecError(where, problem)
         keyword, rest = split
@@ -237,7 +258,8 @@ def _db_option(database: Database, option: GenericOption, where: str) -> Databas
     split = _split_keyword(option.name, frozenset(_DB_OPTIONS))
     if split is None or split[1]:
         raise SpecError(
-            where, f"database {database.name!r}: unsupported database option {option.name!r}"
+            where,
+            f"database {database.name!r}: unsupported database option {excerpt(option.name)}",
         )
     keyword = split[0]
     if option.value is None:
@@ -295,7 +317,7 @@ def check_catalog(spec: ComputeSpec) -> CheckedCatalog:
     roles = []
     for index, role in enumerate(spec.cluster.roles):
         path = f"cluster.roles[{index}]"
-        check_name("role", role.name, f"{path}.name")
+        check_new_role_name(role.name, f"{path}.name")
         password = stored_password(role, f"{path}.encrypted_password")
         roles.append(CheckedRole(role.name, password, parse_role_options(role, f"{path}.options")))
     databases = []
@@ -314,6 +336,10 @@ def check_catalog(spec: ComputeSpec) -> CheckedCatalog:
         if op.action in RENAME_ACTIONS:
             check_rename_target(op, index)
             assert op.new_name is not None  # checked
-            check_name(kind, op.new_name, f"delta_operations[{index}].new_name")
+            new_name_path = f"delta_operations[{index}].new_name"
+            if kind == "role":
+                check_new_role_name(op.new_name, new_name_path)
+            else:
+                check_name(kind, op.new_name, new_name_path)
         deltas.append(op)
     return CheckedCatalog(tuple(roles), tuple(databases), tuple(deltas))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,6 +22,23 @@ if TYPE_CHECKING:
 FIELD = "is_library"
 NO_REMOTE_EXTENSIONS = "information about remote extensions is unavailable"
 DOWNLOAD_FAILED = "Failed to download a remote file"
+
+
+class AnyPathConvertor(Convertor[str]):
+    """Starlette's `path` convertor without its blind spot: `.` does not match a newline, so a
+    file name holding a (percent-encoded) newline matched no route and got an empty 404
+    instead of this route's answer. Upstream's catch-all segment takes any characters."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", AnyPathConvertor())
 
 
 def is_library(query: str) -> bool | JsonResponse:

@@ -1,0 +1,228 @@
+"""The hostile-input corpus (tests/hardening_corpus.py) through a real compute_ctl: `-S` and
+`POST /configure` (on an empty and on a running compute), plus the HTTP edge and the log.
+
+Every case is refused before anything is touched (PGDATA kept, the compute's status
+unchanged), in one short line or a short JSON body naming the field, and no traceback reaches
+the log.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import SpecFactory
+from tests.e2e.harness import Compute, Storage, free_port, http, shared_tempdir
+from tests.hardening_corpus import LONGEST_LINE, Case, corpus, with_envelope
+
+pytestmark = pytest.mark.postgres
+
+CORPUS = corpus()
+IDS = [case.name for case in CORPUS]
+EMPTY_CONFIG: dict[str, Any] = {"jwks": {"keys": []}}
+
+
+def _new_compute(prefix: str) -> Compute:
+    workdir = shared_tempdir(prefix)
+    return Compute(workdir, pg_port=free_port(), http_port=free_port(), internal_port=free_port())
+
+
+def _discard(compute: Compute) -> None:
+    compute.stop()
+    shutil.rmtree(compute.workdir, ignore_errors=True)
+
+
+def _no_traceback(compute: Compute) -> None:
+    log = compute.log()
+    assert "Traceback" not in log, log[-5000:]
+    assert "\0" not in log
+
+
+@pytest.fixture(scope="module")
+def seed_dir() -> Iterator[Compute]:
+    """One directory for the `-S` runs: each exits before binding anything."""
+    compute = _new_compute("e2e-harden-seed-")
+    try:
+        yield compute
+    finally:
+        _discard(compute)
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=IDS)
+def test_corpus_via_seed_spec(case: Case, seed_dir: Compute) -> None:
+    compute = seed_dir
+    if compute.pgdata.exists():
+        shutil.rmtree(compute.pgdata)
+    compute.pgdata.mkdir()
+    marker = compute.pgdata / "PG_VERSION"
+    marker.write_text("15\n")  # what a wipe would remove
+    compute.run_as.chown(compute.pgdata)
+    path = compute.workdir / "spec.json"
+    path.write_text(case.text)
+    compute.run_as.chown(path)
+    compute.start("-S", str(path), wait=False)
+    assert compute.wait_exit() == 1
+    log = compute.log()
+    errors = [line for line in log.splitlines() if line.startswith("compute_ctl: error:")]
+    assert len(errors) == 1, log[:LONGEST_LINE]
+    assert errors[0].startswith(f"compute_ctl: error: {case.field}"), errors[0]
+    assert case.problem in errors[0], errors[0]
+    assert len(log) < 2 * LONGEST_LINE, log[: 2 * LONGEST_LINE]
+    _no_traceback(compute)
+    assert marker.exists(), "PGDATA was touched"
+
+
+def _expect_refused(compute: Compute, case: Case) -> None:
+    answer = http("POST", f"{compute.url}/configure", with_envelope(case.text))
+    assert len(answer.body) < LONGEST_LINE, answer.body[:LONGEST_LINE]
+    message = answer.json()["error"]
+    if case.kind == "text":
+        assert answer.status == 400, answer
+        assert message.startswith("failed to parse the request body as json: ")
+        assert message.endswith(f" at spec.{case.field}".lower()) or case.field.startswith(
+            "line "
+        ), message
+    elif case.kind == "shape":
+        assert answer.status == 422, answer
+        assert case.field.lower() in message, message
+    else:
+        assert answer.status == 400, answer
+    assert case.problem.lower() in message.lower(), message
+
+
+@pytest.fixture(scope="module")
+def empty_compute() -> Iterator[Compute]:
+    compute = _new_compute("e2e-harden-empty-")
+    try:
+        compute.start("-i", "compute-1")
+        yield compute
+    finally:
+        _discard(compute)
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=IDS)
+def test_corpus_via_configure_on_an_empty_compute(case: Case, empty_compute: Compute) -> None:
+    _expect_refused(empty_compute, case)
+    assert empty_compute.status()["status"] == "empty"
+    _no_traceback(empty_compute)
+
+
+def _valid_spec(compute: Compute, storage: Storage, **fields: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "format_version": 1.0,
+        "suspend_timeout_seconds": -1,
+        "cluster": {"roles": [], "databases": [], "settings": compute.settings()},
+        "tenant_id": storage.tenant_id,
+        "timeline_id": storage.timeline_id,
+        "pageserver_connstring": storage.libpq_url,
+        "safekeeper_connstrings": storage.safekeepers,
+    }
+    spec.update(fields)
+    return spec
+
+
+def test_after_the_corpus_the_empty_compute_configures(
+    empty_compute: Compute, storage: Storage
+) -> None:
+    # Nothing the corpus sent left the compute `failed` (a later valid spec would get 412).
+    request = {"spec": _valid_spec(empty_compute, storage), "compute_ctl_config": EMPTY_CONFIG}
+    answer = http("POST", f"{empty_compute.url}/configure", request)
+    assert answer.status == 200, empty_compute.log()[-3000:]
+    assert answer.json()["status"] == "running"
+    _no_traceback(empty_compute)
+
+
+def test_corpus_on_a_running_compute(compute: Compute, make_spec: SpecFactory) -> None:
+    compute.start("-S", str(compute.write("spec.json", make_spec())))
+    compute.wait_status("running")
+    for case in CORPUS:
+        if case.huge and case.name != "huge-role-name":
+            continue  # one 50 MB body is enough here; all of them go to the empty compute
+        _expect_refused(compute, case)
+        assert compute.status()["status"] == "running", case.name
+    _no_traceback(compute)
+
+
+def test_an_apply_failure_answers_with_its_cause(compute: Compute, make_spec: SpecFactory) -> None:
+    compute.start("-S", str(compute.write("spec.json", make_spec())))
+    compute.wait_status("running")
+    # Passes resolution, fails in Postgres: the answer carries Postgres' reason.
+    spec = make_spec(skip_pg_catalog_updates=False)
+    spec["cluster"]["databases"] = [{"name": "orphan", "owner": "ghost_owner"}]
+    answer = http(
+        "POST", f"{compute.url}/configure", {"spec": spec, "compute_ctl_config": EMPTY_CONFIG}
+    )
+    assert answer.status == 500, answer
+    message = answer.json()["error"]
+    assert message.startswith("compute configuration failed: "), message
+    assert "unknown error" not in message
+    assert "ghost_owner" in message, message
+    status = compute.status()
+    assert status["status"] == "failed"
+    assert "ghost_owner" in status["error"]
+    _no_traceback(compute)
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(request)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_http_edge_and_the_log(compute: Compute) -> None:
+    compute.start("-i", "compute-1")
+    for port in (compute.http_port, compute.internal_port):
+        raw = _raw(port, b"GET /openapi.json HTTP/9.9\r\nHost: x\r\n\r\n")
+        assert raw.startswith(b"HTTP/1.1 505 "), raw[:200]
+    forged = "2026-01-01T00:00:00.000Z ERROR FORGED"
+    target = "/status%0a" + forged.replace(" ", "%20") + "%00%0d"
+    for path in (target, "/extension_server/x%0a" + forged.replace(" ", "%20")):
+        port = compute.http_port if path.startswith("/status") else compute.internal_port
+        request = f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        assert _raw(port, request.encode()).startswith(b"HTTP/1.1 ")
+    answer = http("GET", f"{compute.url}/status?token=eyJsecret.payload.sig&access_token=s3cr3t")
+    assert answer.status == 200
+    # Half a request head: the connection is closed by the server, not kept forever.
+    with socket.create_connection(("127.0.0.1", compute.http_port), timeout=60) as conn:
+        conn.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+        assert conn.recv(1) == b""
+    log = compute.log()
+    assert not any(line.startswith(forged) for line in log.splitlines()), log
+    assert "FORGED" in log  # logged, escaped, inside the request's own line
+    assert "eyJsecret" not in log and "s3cr3t" not in log
+    assert "token=<redacted>" in log
+    _no_traceback(compute)
+
+
+@pytest.mark.parametrize(
+    ("listener", "path"),
+    [
+        ("external", "/configure"),
+        ("external", "/promote"),
+        ("internal", "/extensions"),
+        ("internal", "/grants"),
+        ("internal", "/failpoints"),
+    ],
+)
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 5000 + b"]" * 5000, b'{"a": ' * 5000, b'{"database": "\\ud800"}'],
+    ids=["deep-arrays", "deep-objects", "surrogate"],
+)
+def test_every_json_body_is_bounded(
+    empty_compute: Compute, listener: str, path: str, body: bytes
+) -> None:
+    base = empty_compute.url if listener == "external" else empty_compute.internal_url
+    answer = http("POST", f"{base}{path}", body)
+    assert answer.status == 400, answer
+    text = answer.body.decode()
+    assert "recursion limit exceeded" in text or "lone surrogate" in text, text
+    assert len(text) < LONGEST_LINE
+    _no_traceback(empty_compute)
