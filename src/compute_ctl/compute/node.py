@@ -29,6 +29,7 @@ from compute_ctl.compute.startup import Startup, preload_while_empty, prewarm_vm
 from compute_ctl.compute.tasks import BackgroundTasks
 from compute_ctl.errors import chain_text
 from compute_ctl.lfc import Lfc
+from compute_ctl.logsetup import set_ids
 from compute_ctl.metrics import PromMetrics
 from compute_ctl.params import Params
 from compute_ctl.postgres.process import PostgresProcess
@@ -161,6 +162,7 @@ class ComputeNode:
                 await self._linger()
                 await listeners.stop()
                 return 0
+        set_ids(os.environ.get("INSTANCE_ID"), params.compute_id)  # lakebase's log files
         await state.set_status(ComputeStatus.INIT)
         self.tasks.spawn(self.configurator.run(), "configurator")
         mode = pspec.spec.mode
