@@ -70,7 +70,9 @@ class DailyFileHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = pg_json_line(record)
-            if time.strftime("%Y-%m-%d", time.gmtime(record.created)) != self._day:
+            # Closed handlers are reopened: uvicorn's logging set-up closes every handler.
+            day = time.strftime("%Y-%m-%d", time.gmtime(record.created))
+            if day != self._day or self._file is None:
                 self._open(record.created)
             assert self._file is not None
             self._file.write(line + "\n")
