@@ -173,8 +173,8 @@ async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: Compu
 
     lsn = await basebackup_lsn(pspec, opts, metrics)
     client = pageserver_client(pspec)
-    protocol = pspec.protocol.value
-    with tracing.span("get_basebackup", lsn=str(lsn or Lsn(0)), protocol=protocol) as current:
+    with tracing.span("get_basebackup", lsn=str(lsn or Lsn(0))) as current:
+        current.set_attribute("protocol", pspec.protocol.value)
         stats = await get_basebackup(client, lsn, opts.pgdata, policy=basebackup_retry_policy())
         current.set_attribute("bytes", stats.compressed_bytes)
     metrics.pageserver_connect_micros = stats.connect_micros
