@@ -12,6 +12,7 @@ import pytest
 from tests.e2e.conftest import SpecFactory
 from tests.e2e.harness import Compute, SigningKey, ctl_config, shared_tempdir
 from tests.e2e.test_catalog_e2e import catalog_spec
+from tests.otlp_receiver import running_receiver
 
 pytestmark = pytest.mark.postgres
 
@@ -124,13 +125,21 @@ def test_no_secret_in_the_log_at_debug(
     spec["storage_auth_token"] = "storage-token-sekret-4711"
     config = {"spec": spec, "compute_ctl_config": ctl_config(signing_key)}
     path = compute.write("config.json", config)
-    compute.token = signing_key.compute_token("compute-1")
-    compute.start("-c", str(path), "-i", "compute-1", env={"RUST_LOG": "debug"})
-    assert compute.wait_status("running", "failed")["status"] == "running", compute.log()
-    compute.token = signing_key.admin_token()
-    assert compute.call("POST", "/terminate").status == 200
-    assert compute.wait_exit() == 0, compute.log()
+    compute.token = user_token = signing_key.compute_token("compute-1")
+    with running_receiver() as receiver:  # the exporter's requests are logged at debug too
+        env = {
+            "RUST_LOG": "debug",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer otel-sekret-0815",
+        }
+        compute.start("-c", str(path), "-i", "compute-1", env=env)
+        assert compute.wait_status("running", "failed")["status"] == "running", compute.log()
+        compute.token = signing_key.admin_token()
+        assert compute.call("POST", "/terminate").status == 200
+        assert compute.wait_exit() == 0, compute.log()
+        assert receiver.named("start_compute")
     log = compute.log()
     assert " DEBUG " in log
-    for secret in (password, "storage-token-sekret-4711", compute.token):
+    secrets = (password, "storage-token-sekret-4711", user_token, compute.token, "otel-sekret-0815")
+    for secret in secrets:
         assert secret not in log, secret

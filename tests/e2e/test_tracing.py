@@ -5,6 +5,7 @@ the attributes, a collector that is down, and no OpenTelemetry at all without an
 from __future__ import annotations
 
 import re
+import signal
 import time
 
 import pytest
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.postgres
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+STATUS_UNSET, STATUS_ERROR = 0, 2  # OTLP's span status codes
 
 
 def otel_env(endpoint: str, **extra: str) -> dict[str, str]:
@@ -151,3 +153,33 @@ def test_opentelemetry_loads_after_the_listeners_serve(
     serving = log.index("serving the external API")
     first_otel = re.search(r"^import time:.*\|\s*opentelemetry", log, re.MULTILINE)
     assert first_otel is not None and first_otel.start() > serving
+
+
+def test_spans_are_flushed_on_a_signal(compute: Compute, make_spec: SpecFactory) -> None:
+    path = compute.write("spec.json", make_spec())
+    with running_receiver() as receiver:
+        # The SDK's default batch delay (5 s): only the exit's flush sends the spans in time.
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "60000"}
+        compute.start("-S", str(path), env=env)
+        compute.wait_status("running")
+        assert compute.process is not None
+        compute.process.send_signal(signal.SIGTERM)
+        assert compute.wait_exit() == 1
+        assert receiver.one("start_compute").status_code == STATUS_UNSET
+        assert receiver.named("get_basebackup")
+
+
+def test_a_failed_start_is_an_error_span_flushed_at_exit(
+    compute: Compute, make_spec: SpecFactory
+) -> None:
+    spec = make_spec("grpc")
+    del spec["pageserver_connection_info"]["shards"]["0000"]["pageservers"][0]["grpc_url"]
+    path = compute.write("spec.json", spec)
+    with running_receiver() as receiver:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "60000"}
+        compute.start("-S", str(path), env=env)
+        assert compute.wait_status("running", "failed")["status"] == "failed"
+        assert compute.wait_exit() == 1
+        start = receiver.one("start_compute")
+        assert start.status_code == STATUS_ERROR
+        assert receiver.one("get_basebackup").status_code == STATUS_ERROR
