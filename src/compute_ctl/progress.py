@@ -39,20 +39,25 @@ def _every(interval: float, tick: Callable[[float], None]) -> Iterator[None]:
 
 
 def still_running(
-    logger: logging.Logger, what: str, interval: float = INTERVAL
+    logger: logging.Logger, what: str | Callable[[], str], interval: float | None = None
 ) -> contextlib.AbstractContextManager[None]:
-    """Log `still <what> (<n> s)` every `interval` seconds while the block runs."""
-    return _every(interval, lambda elapsed: logger.info("still %s (%.0f s)", what, elapsed))
+    """Log `still <what> (<n> s)` every `interval` seconds while the block runs; `what` may be
+    a function saying what is being done at that moment."""
+
+    def tick(elapsed: float) -> None:
+        logger.info("still %s (%.0f s)", what if isinstance(what, str) else what(), elapsed)
+
+    return _every(INTERVAL if interval is None else interval, tick)
 
 
 class Meter:
     """Counts the bytes of a transfer and logs the total and the rate every `interval` seconds
     from the first `add` until `stop` (storage code calls `add` per chunk: nothing else)."""
 
-    def __init__(self, logger: logging.Logger, what: str, interval: float = INTERVAL) -> None:
+    def __init__(self, logger: logging.Logger, what: str, interval: float | None = None) -> None:
         self.logger = logger
         self.what = what
-        self.interval = interval
+        self.interval = INTERVAL if interval is None else interval
         self.received = 0
         self._started = 0.0
         self._last = (0, 0.0)

@@ -122,7 +122,7 @@ async def basebackup_lsn(
     try:
         with (
             tracing.span("sync_safekeepers") as current,
-            progress.still_running(log, "syncing safekeepers (postgres --sync-safekeepers)"),
+            progress.still_running(log, "syncing safekeepers: postgres --sync-safekeepers runs"),
         ):
             lsn = await sync_safekeepers(
                 opts.postgres,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compute_ctl import progress, tls, tracing
+from compute_ctl import tls, tracing
 from compute_ctl.compute.prepare import PrepareOptions, write_postgresql_conf
 from compute_ctl.compute.tasks import BackgroundTasks
 from compute_ctl.errors import chain_text
@@ -100,10 +100,7 @@ class SpecApplier:
         self.ext_stats.update_interval(pspec.spec.suspend_timeout_seconds)
         from compute_ctl.catalog import apply_spec, max_service_connections  # noqa: PLC0415
 
-        with (
-            tracing.span("apply_config") as current,
-            progress.still_running(log, "applying the spec to the catalog"),
-        ):
+        with tracing.span("apply_config") as current:
             report = await apply_spec(
                 self.params.connstr,
                 pspec.spec,
