@@ -42,6 +42,11 @@ def test_default_is_info_in_upstreams_line_shape(compute: Compute, make_spec: Sp
     assert lines and all(LINE.fullmatch(line) for line in lines), lines
     assert not [line for line in lines if " DEBUG " in line]
     assert any(" INFO start_compute:prepare_pgdata:get_basebackup{lsn=" in x for x in lines)
+    # Inside a request, upstream's request span prefixes the lines.
+    assert any(
+        " INFO request{method=POST uri=/terminate version=HTTP/1.1}:terminate{mode=fast}: " in x
+        for x in lines
+    ), lines
 
 
 def test_rust_log_debug_for_compute_ctl_shows_debug_lines(
@@ -69,7 +74,8 @@ def test_json_lines_on_stderr(compute: Compute, make_spec: SpecFactory) -> None:
     assert started[0]["logger"] == "compute_ctl.compute.startup"
     assert started[0]["level"] == "INFO"
     # Lines logged while a request is served carry its id.
-    terminating = [r for r in records if r.get("spans") == "terminate{mode=fast}"]
+    within = "request{method=POST uri=/terminate version=HTTP/1.1}:terminate{mode=fast}"
+    terminating = [r for r in records if r.get("spans") == within]
     assert terminating and all(r.get("request_id") for r in terminating), records
 
 

@@ -2,9 +2,9 @@
 
 The span continues the caller's W3C trace context (`traceparent`/`tracestate` headers) and
 carries the request id (`x-request-id`, set by `http/middleware.py`, which runs outside this
-one) as an attribute, with the HTTP semantic-convention attributes. The request id is also
-made current for JSON log lines. Without an exporter this middleware only passes the request
-on.
+one) as an attribute, with the HTTP semantic-convention attributes. Whether traces are
+exported or not, the lines logged while the request is served are prefixed with upstream's
+`request{method=… uri=… version=…}` span, and the request id is made current for JSON lines.
 """
 
 from __future__ import annotations
@@ -40,12 +40,18 @@ class TraceMiddleware:
                 carrier[key.decode()] = value.decode("latin-1")
             elif key == b"x-request-id":
                 request_id = value.decode("latin-1")
+        query = scope["query_string"]
+        uri = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        version = scope.get("http_version", "1.1")
         token = tracing.request_id.set(request_id)
         try:
-            if tracing.active():
-                await self._traced(scope, receive, send, carrier, request_id)
-            else:
-                await self.app(scope, receive, send)
+            with tracing.log_scope(
+                f"request{{method={scope['method']} uri={uri} version=HTTP/{version}}}"
+            ):
+                if tracing.active():
+                    await self._traced(scope, receive, send, carrier, request_id)
+                else:
+                    await self.app(scope, receive, send)
         finally:
             tracing.request_id.reset(token)
 

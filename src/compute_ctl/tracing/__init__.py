@@ -124,6 +124,17 @@ def span(
         _names.reset(token)
 
 
+@contextlib.contextmanager
+def log_scope(rendered: str) -> Iterator[None]:
+    """Prefix the block's log lines with `rendered` (a span's `name{field=value}` that is not
+    exported, such as upstream's `request{…}` span of an HTTP request)."""
+    token = _names.set((*_names.get(), rendered))
+    try:
+        yield
+    finally:
+        _names.reset(token)
+
+
 def span_prefix() -> str:
     """`outer:inner{k=v}` of the spans the caller runs in ('' outside any)."""
     return ":".join(_names.get())
