@@ -12,6 +12,7 @@ import pytest
 from compute_ctl import progress
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.storage.basebackup import BasebackupStats, get_basebackup
+from compute_ctl.storage.pageserver import pageserver_client
 from compute_dev.timelines import Timeline, TimelineStore
 from tests.integration.test_basebackup import FAST, pgdata, with_stand_ins
 
@@ -31,7 +32,7 @@ def test_basebackup_logs_bytes_and_rate_while_it_runs(
     caplog.set_level(logging.INFO, logger="compute_ctl.storage")
 
     async def fetch(pspec: ParsedSpec) -> BasebackupStats:
-        return await get_basebackup(pspec, timeline.lsn, pgdata, policy=FAST)
+        return await get_basebackup(pageserver_client(pspec), timeline.lsn, pgdata, policy=FAST)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(progress, "INTERVAL", 0.001)
