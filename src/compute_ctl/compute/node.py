@@ -152,6 +152,9 @@ class ComputeNode:
             await prewarm_vm_memory(params, self.neon_available, self.log_out)
         await listeners.start()
         await tracing.load()  # only with an exporter configured; /status is served already
+        # Upstream's first line; here once the inputs are loaded (an unstartable spec is one
+        # line on stderr) and the exporter, if any, is set up.
+        log.info("logging and tracing started")
         pspec = state.pspec
         if pspec is None:
             log.info("no compute spec yet: waiting for POST /configure")

@@ -60,4 +60,3 @@ def setup_logging(
     log = logging.getLogger("compute_ctl")
     for problem in problems:
         log.warning("%s", problem)
-    log.info("logging and tracing started")
