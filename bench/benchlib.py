@@ -36,6 +36,12 @@ from compute_dev.pgbin import RunAs, find_pg_bin, server_user  # noqa: E402
 from compute_dev.standins.timelines import Timeline, TimelineStore  # noqa: E402
 
 
+def tracing_env(endpoint: str) -> dict[str, str]:
+    """What a compute needs to export its spans to `endpoint` (an OTLP/HTTP receiver), with
+    the SDK's default batching, as an operator would configure it (`docs/deploying.md`)."""
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+
+
 def progress(tag: str, text: str) -> None:
     print(f"[{tag}] {text}", flush=True)
 

@@ -1,6 +1,6 @@
 """P1: compute start-up through compute_ctl, per protocol, against the physical floor.
 
-    .venv/bin/python bench/startup.py [--runs 20]
+    .venv/bin/python bench/startup.py [--runs 20] [--tracing]
 
 One `compute-dev storage` process serves a fresh initdb timeline (its gzip basebackup prepared
 once, so the stand-in does not compress on the fly) over libpq and gRPC, with three safekeepers.
@@ -21,11 +21,17 @@ which is how compute_ctl waits. One untimed warm-up round comes first.
 Everything happens in one temporary directory (set TMPDIR to choose the disk; `make bench` also
 runs it on tmpfs with `--output startup-tmpfs`, where the disk's noise is gone). Results go to
 bench/results/startup.json. Goal: p50 total_startup_ms − floor ≤ 50 ms.
+
+`--tracing` runs every compute with its spans exported (`OTEL_EXPORTER_OTLP_ENDPOINT`) to an
+OTLP/HTTP receiver in this process (tests/otlp_receiver.py) and writes
+bench/results/startup-tracing.json unless `--output` says otherwise: the cost of tracing is the
+difference to a run without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -49,11 +55,13 @@ from benchlib import (
     spread,
     start_stand_ins,
     terminate,
+    tracing_env,
     wait_answer,
     wait_status,
     write_result,
 )
 from tests.support.harness import free_port, shared_tempdir
+from tests.support.otlp_receiver import Receiver, running_receiver
 
 from compute_dev.commands.up import build_spec
 from compute_dev.pgbin import find_pg_bin, server_user
@@ -77,6 +85,9 @@ extension fields stay 0 without remote extensions; both are recorded in the raw 
 
 
 class Stand:
+    env: dict[str, str] | None = None
+    """Added to compute_ctl's environment (`--tracing`)."""
+
     def __init__(self, root: Path, stand_ins: StandIns) -> None:
         self.root = root
         self.stand_ins = stand_ins
@@ -125,7 +136,8 @@ class Stand:
         # The previous run's data directory goes first, untimed, as for the floor runs.
         shutil.rmtree(self.pgdata, ignore_errors=True)
         started = time.perf_counter()
-        process = launch(argv, self.workdir, self.workdir / f"compute-{protocol}.log")
+        log_path = self.workdir / f"compute-{protocol}.log"
+        process = launch(argv, self.workdir, log_path, env=self.env)
         try:
             first_answer = wait_answer(
                 port, started, process, interval=POLL_INTERVAL, deadline=DEADLINE
@@ -233,8 +245,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--output", default="startup", help="results name (default: startup)")
+    parser.add_argument("--output", help="results name (default: startup[-tracing])")
+    parser.add_argument(
+        "--tracing", action="store_true", help="export spans to a local OTLP/HTTP receiver"
+    )
     args = parser.parse_args()
+    output = args.output or ("startup-tracing" if args.tracing else "startup")
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(running_receiver()) if args.tracing else None
+        return measure(args, output, receiver)
+
+
+def measure(args: argparse.Namespace, output: str, receiver: Receiver | None) -> int:
 
     compile_bytecode(TAG)
     root = shared_tempdir("bench-startup-")
@@ -243,6 +265,9 @@ def main() -> int:
     floors: dict[str, list[dict[str, float]]] = {"pg_ctl": [], "postmaster": []}
     try:
         stand = Stand(root, stand_ins)
+        if receiver is not None:
+            stand.env = tracing_env(receiver.url)
+            progress(TAG, f"tracing on: spans exported to {receiver.url}")
         progress(TAG, "warm-up round (not counted)")
         for protocol in PROTOCOLS:
             stand.compute(protocol)
@@ -301,8 +326,10 @@ def main() -> int:
         "raw": {"compute": computes, "floor": floors},
         "goal_over_floor_ms": GOAL_OVER_FLOOR_MS,
         "met": all(result["met"] for result in results.values()),
+        "tracing": receiver is not None,
+        "spans_received": len(receiver.spans) if receiver is not None else 0,
     }
-    write_result(args.output, report, TAG)
+    write_result(output, report, TAG)
     progress(TAG, f"floor (untar + pg_ctl start -w): p50 {floor_p50} ms")
     progress(TAG, f"floor (untar + postmaster ready): p50 {tight_p50} ms")
     for protocol, result in results.items():

@@ -1,6 +1,6 @@
 """P2: from exec to the first `GET /status` answer, against `python -c pass`.
 
-    .venv/bin/python bench/status_latency.py [--runs 20]
+    .venv/bin/python bench/status_latency.py [--runs 20] [--tracing]
 
 compute_ctl is started as an operator starts it (the installed entry point, as the server user
 when we are root) in three ways, interleaved with the floor in every round:
@@ -17,11 +17,16 @@ and environment, exec to exit. Afterwards one `empty` start runs under `-X impor
 which imports the path to the listeners pays for, and `python -X importtime -c "import
 compute_ctl.cli"` is recorded too. Results go to bench/results/status_latency.json.
 Goal: p50 ≤ 250 ms in every mode.
+
+`--tracing` runs every compute with its spans exported (`OTEL_EXPORTER_OTLP_ENDPOINT`) to an
+OTLP/HTTP receiver in this process (tests/otlp_receiver.py); the results then go to
+bench/results/status_latency-tracing.json (or `--output`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -41,6 +46,7 @@ from benchlib import (
     progress,
     spread,
     start_stand_ins,
+    tracing_env,
     wait_answer,
     wait_status,
     write_result,
@@ -53,6 +59,7 @@ from tests.support.harness import (
     shared_tempdir,
     stop_process,
 )
+from tests.support.otlp_receiver import Receiver, running_receiver
 
 from compute_dev.commands.up import build_spec
 from compute_dev.pgbin import find_pg_bin, server_user
@@ -67,6 +74,9 @@ MODES = ("empty", "config", "spec")
 
 class Stand:
     """The work directory, the stand-ins and the files each mode starts from."""
+
+    env: dict[str, str] | None = None
+    """Added to compute_ctl's environment (`--tracing`)."""
 
     def __init__(self, root: Path, stand_ins: StandIns) -> None:
         self.root = root
@@ -130,7 +140,7 @@ def compute_run(stand: Stand, mode: str) -> float:
     argv = stand.argv(mode, port)
     headers = bearer(stand.token) if mode == "config" else {}
     started = time.perf_counter()
-    process = launch(argv, stand.root, stand.root / f"compute-{mode}.log")
+    process = launch(argv, stand.root, stand.root / f"compute-{mode}.log", env=stand.env)
     try:
         seconds = wait_answer(
             port, started, process, interval=POLL_INTERVAL, deadline=DEADLINE, headers=headers
@@ -169,7 +179,8 @@ def profile_start(stand: Stand) -> dict[str, Any]:
     log_path.unlink(missing_ok=True)
     argv = stand.argv("empty", port)
     started = time.perf_counter()
-    process = launch(argv, stand.root, log_path, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    env = {**(stand.env or {}), "PYTHONPROFILEIMPORTTIME": "1"}
+    process = launch(argv, stand.root, log_path, env=env)
     try:
         seconds = wait_answer(port, started, process, interval=POLL_INTERVAL, deadline=DEADLINE)
         before_answer = log_path.read_text().splitlines()
@@ -196,14 +207,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--output", help="results name (default: status_latency[-tracing])")
+    parser.add_argument(
+        "--tracing", action="store_true", help="export spans to a local OTLP/HTTP receiver"
+    )
     args = parser.parse_args()
+    output = args.output or ("status_latency-tracing" if args.tracing else "status_latency")
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(running_receiver()) if args.tracing else None
+        return measure(args, output, receiver)
 
+
+def measure(args: argparse.Namespace, output: str, receiver: Receiver | None) -> int:
     compile_bytecode(TAG)
     root = shared_tempdir("bench-status-")
     stand_ins = start_stand_ins(root, TAG)
     samples: dict[str, list[float]] = {"floor": [], **{mode: [] for mode in MODES}}
     try:
         stand = Stand(root, stand_ins)
+        if receiver is not None:
+            stand.env = tracing_env(receiver.url)
+            progress(TAG, f"tracing on: spans exported to {receiver.url}")
         for run in range(1, args.runs + 1):
             samples["floor"].append(floor_run(root) * 1000)
             for mode in MODES:
@@ -240,8 +264,10 @@ def main() -> int:
         },
         "goal_ms": GOAL_MS,
         "met": met,
+        "tracing": receiver is not None,
+        "spans_received": len(receiver.spans) if receiver is not None else 0,
     }
-    write_result("status_latency", report, TAG)
+    write_result(output, report, TAG)
     for name, values in results.items():
         progress(
             TAG, f"{name}: p50 {values['p50']} ms, p90 {values['p90']} ms, max {values['max']}"

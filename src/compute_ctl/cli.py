@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -23,6 +22,7 @@ from compute_ctl.compute.core_dumps import raise_core_limit
 from compute_ctl.control_plane import RPC, fetch_config
 from compute_ctl.errors import ComputeError, SpecError
 from compute_ctl.http.auth import AllowAll, Authorizer
+from compute_ctl.logsetup import setup_logging
 from compute_ctl.params import AUTOSCALING_ENV, Params
 from compute_ctl.pid1 import init_if_pid1
 from compute_ctl.spec.load import load_compute_config, load_compute_spec
@@ -237,16 +237,6 @@ def _read(path: Path) -> bytes:
         raise SpecError(str(path), exc.strerror or str(exc)) from None
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s.%(msecs)03dZ %(levelname)s %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-    )
-    logging.Formatter.converter = time.gmtime
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The entry point. SIGINT before the lifecycle has its handlers (imports, parsing,
     loading the spec, the first moments of the event loop) raises KeyboardInterrupt: that is
@@ -274,7 +264,7 @@ def _main(argv: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return 2
-    _setup_logging()
+    setup_logging(lakebase=params.lakebase_mode)
     raise_core_limit()  # Postgres and every other child may dump core
     from compute_ctl.metrics import PromMetrics  # noqa: PLC0415 - keep --help fast
 

@@ -8,6 +8,7 @@ values see what upstream shows.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
@@ -18,6 +19,9 @@ from compute_ctl.state import ComputeStatus
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
+_INTEGER_VALUE = re.compile(rb"^([^#\n].* -?[0-9]+)\.0$", re.MULTILINE)
+"""A sample line whose value is an integer written as a float: the value is its last word."""
+
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 BUILD_TAG = os.environ.get("BUILD_TAG", "latest")
 
@@ -27,7 +31,9 @@ class PromMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.build_tag = build_tag
         r = self.registry
-        self.up = Gauge("compute_ctl_up", "Compute node state", ["build_tag", "status"], registry=r)
+        self.up = Gauge(
+            "compute_ctl_up", "Whether compute_ctl is running", ["build_tag", "status"], registry=r
+        )
         self.installed_extensions = Gauge(
             "compute_installed_extensions",
             "Number of databases where the version of extension is installed",
@@ -42,7 +48,8 @@ class PromMetrics:
         )
         self.remote_ext_requests = Counter(
             "compute_ctl_remote_ext_requests",
-            "Total number of requests made by compute_ctl to download extensions from S3 proxy",
+            "Total number of requests made by compute_ctl to download extensions from S3 proxy "
+            "by status",
             ["http_status", "filename"],
             registry=r,
         )
@@ -66,20 +73,25 @@ class PromMetrics:
             registry=r,
         )
         self.lfc_prewarms = Counter(
-            "compute_ctl_lfc_prewarms", "Total number of LFC prewarms requested", registry=r
+            "compute_ctl_lfc_prewarms",
+            "Total number of LFC prewarms requested by compute_ctl or autoprewarm option",
+            registry=r,
         )
         self.lfc_prewarm_errors = Counter(
             "compute_ctl_lfc_prewarm_errors", "Total number of LFC prewarm errors", registry=r
         )
         self.lfc_offloads = Counter(
-            "compute_ctl_lfc_offloads", "Total number of LFC offloads requested", registry=r
+            "compute_ctl_lfc_offloads",
+            "Total number of LFC offloads requested by compute_ctl or lfc_offload_period_seconds "
+            "option",
+            registry=r,
         )
         self.lfc_offload_errors = Counter(
             "compute_ctl_lfc_offload_errors", "Total number of LFC offload errors", registry=r
         )
         self.pagestream_request_errors = Counter(
             "pg_cctl_pagestream_request_errors",
-            "Number of pagestream request errors (refresh_configuration calls)",
+            "Number of PageStream request errors reported by the postgres process",
             registry=r,
         )
         self.set_status(ComputeStatus.EMPTY)
@@ -90,8 +102,9 @@ class PromMetrics:
         self.up.labels(build_tag=self.build_tag, status=str(status)).set(1)
 
     def render(self) -> bytes:
-        """The exposition text; families without samples are left out, as upstream does."""
-        return generate_latest(_NonEmpty(self.registry))
+        """The exposition text; families without samples are left out and integer values have
+        no `.0`, as upstream prints them (`1`, not prometheus_client's `1.0`)."""
+        return _INTEGER_VALUE.sub(rb"\1", generate_latest(_NonEmpty(self.registry)))
 
 
 class _NonEmpty:

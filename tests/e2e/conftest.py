@@ -40,7 +40,11 @@ def storage() -> Iterator[Storage]:
 @pytest.fixture
 def compute() -> Iterator[Compute]:
     workdir = shared_tempdir("e2e-compute-")
-    node = Compute(workdir, pg_port=free_port(), http_port=free_port(), internal_port=free_port())
+    ports: list[int] = []
+    while len(ports) < 3:  # free_port may hand out the same port twice in a row
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    node = Compute(workdir, pg_port=ports[0], http_port=ports[1], internal_port=ports[2])
     try:
         yield node
     finally:

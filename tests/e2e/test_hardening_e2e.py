@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.e2e.harness import Compute, Storage, free_port, http, shared_tempdir
-from tests.hardening_corpus import LONGEST_LINE, Case, corpus, with_envelope
+from tests.support.hardening_corpus import LONGEST_LINE, Case, corpus, with_envelope
+from tests.support.harness import Compute, Storage, free_port, http, shared_tempdir
 
 pytestmark = pytest.mark.postgres
 

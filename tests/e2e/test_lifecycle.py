@@ -165,7 +165,7 @@ def test_terminate_twice_and_http_conventions(compute: Compute, make_spec: SpecF
     assert answer.status == 400
     assert b"unknown variant `slow`" in answer.body
     metrics = http("GET", f"{compute.url}/metrics").body.decode()
-    assert 'compute_ctl_up{build_tag="latest",status="running"} 1.0' in metrics
+    assert 'compute_ctl_up{build_tag="latest",status="running"} 1' in metrics.splitlines()
     assert "_created" not in metrics
     assert "INFO request{method=GET uri=/nope" in compute.log()
     pid = compute.postmaster_pid()

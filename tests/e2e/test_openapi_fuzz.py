@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from compute_ctl.http.app import EXTERNAL_ROUTES, INTERNAL_ROUTES
-from tests.e2e.harness import Compute, Storage, free_port, shared_tempdir
+from tests.support.harness import Compute, Storage, free_port, shared_tempdir
 
 pytestmark = pytest.mark.postgres
 

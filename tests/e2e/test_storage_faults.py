@@ -100,5 +100,5 @@ def test_wrong_state_answers_during_init(faulty_storage: Storage, compute: Compu
     answer = http("POST", f"{compute.url}/terminate")
     assert (answer.status, answer.json()) == (412, {"error": "invalid compute status: init"})
     metrics = http("GET", f"{compute.url}/metrics").body.decode()
-    assert 'compute_ctl_up{build_tag="latest",status="init"} 1.0' in metrics
+    assert 'compute_ctl_up{build_tag="latest",status="init"} 1' in metrics.splitlines()
     assert compute.wait_status("running")["status"] == "running"

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from compute_dev.pgbin import server_user
-from tests.paths import PROJECT_ROOT
+from tests.support.paths import PROJECT_ROOT
 
 ARGS = ["-D", "/nonexistent/pgdata", "-C", "postgresql://cloud_admin@127.0.0.1:1/postgres"]
 

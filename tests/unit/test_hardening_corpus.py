@@ -14,14 +14,14 @@ import pytest
 from compute_ctl.errors import SpecError, excerpt
 from compute_ctl.spec.load import MAX_DEPTH, JsonTextError, parse_json
 from compute_dev.cli import main
-from tests.hardening_corpus import (
+from tests.support.hardening_corpus import (
     ACCEPTED_DEPTH,
     ACCEPTED_NAMES,
     LONGEST_LINE,
     Case,
     corpus,
 )
-from tests.paths import PROJECT_ROOT
+from tests.support.paths import PROJECT_ROOT
 
 CORPUS = corpus()
 

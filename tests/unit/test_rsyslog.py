@@ -435,7 +435,7 @@ def test_gc_loop_sets_the_gauge(tmp_path: Path) -> None:
     old = make_log(log_dir / "audit-old.log", 1000, 3600, now)
     make_log(log_dir / "audit-new.log", 123, 0, now)
     prom = PromMetrics()
-    assert b"\ncompute_audit_log_dir_size 0.0\n" in prom.render()
+    assert b"\ncompute_audit_log_dir_size 0\n" in prom.render()
 
     async def one_pass() -> None:
         task = asyncio.create_task(
@@ -447,7 +447,7 @@ def test_gc_loop_sets_the_gauge(tmp_path: Path) -> None:
             await task
 
     asyncio.run(one_pass())
-    assert b"\ncompute_audit_log_dir_size 123.0\n" in prom.render()
+    assert b"\ncompute_audit_log_dir_size 123\n" in prom.render()
 
 
 def test_gc_loop_without_the_directory(tmp_path: Path) -> None:

@@ -24,6 +24,10 @@ HEAVY = (
     "compute_ctl.catalog",
     "compute_ctl.storage.basebackup",
     "compute_ctl.storage.safekeepers",
+    "opentelemetry",
+    "pythonjsonlogger",
+    "requests",
+    "compute_ctl.tracing.otel",
 )
 
 

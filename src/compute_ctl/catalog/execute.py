@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from compute_ctl import progress
 from compute_ctl.catalog.phases import PARALLEL_PHASES, REDACTED, Phase, Plan, Statement
 from compute_ctl.errors import CatalogError, ComputeError
 
@@ -168,6 +169,7 @@ class Executor:
         self.cluster_width = min(self.concurrency, cluster_phase_width())
         self.result = ExecutionResult()
         self._helpers: list[Session] = []  # extra connections to the system database
+        self._stage = "starting"
 
     async def _attempt(
         self, session: Session, statement: Statement, failures: list[_Failure]
@@ -187,8 +189,15 @@ class Executor:
         return True
 
     async def run(self, plan: Plan) -> ExecutionResult:
+        total = len(plan.statements)
+
+        def doing() -> str:  # for the progress line of a long apply
+            done = self.result.executed
+            return f"applying the spec: {self._stage}, {done} of {total} statements executed"
+
         try:
-            await self._run(list(plan.statements))
+            with progress.still_running(log, doing):
+                await self._run(list(plan.statements))
         finally:
             await self._close_helpers()
         return self.result
@@ -226,6 +235,7 @@ class Executor:
 
     async def _cluster_phase(self, phase: Phase, statements: list[Statement]) -> None:
         log.info("Applying phase %s (%d statements)", phase.value, len(statements))
+        self._stage = f"phase {phase.value}"
         failures: list[_Failure] = []
         groups: dict[str, list[Statement]] = {}
         for statement in statements:
@@ -289,6 +299,7 @@ class Executor:
             len(statements),
             self.concurrency,
         )
+        self._stage = f"phases {', '.join(phases)} in {len(by_database)} databases"
         failures: list[_Failure] = []
         semaphore = asyncio.Semaphore(self.concurrency)
 

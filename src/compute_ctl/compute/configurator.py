@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from compute_ctl import tracing
 from compute_ctl.control_plane import RPC, fetch_config_async
 from compute_ctl.errors import ComputeError, chain_text
 from compute_ctl.spec.load import load_compute_config, load_compute_spec
@@ -66,14 +67,16 @@ class Configurator:
             if work == "stop":
                 return
             if work == "refresh":
-                await self.refresh()
+                with tracing.span("refresh_configuration", parent=tracing.take_over("refresh")):
+                    await self.refresh()
                 continue
             if work == "none":
                 continue
             pspec = state.pspec
             assert pspec is not None
             try:
-                await self.reconfigure(pspec)
+                with tracing.span("reconfigure", parent=tracing.take_over("configure")):
+                    await self.reconfigure(pspec)
             except Exception as exc:
                 log.error("could not apply the new spec: %s", chain_text(exc))
                 # The cause is the compute's error: /configure answers with it, /status shows it.

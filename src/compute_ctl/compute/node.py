@@ -18,6 +18,7 @@ import signal
 import sys
 from typing import Protocol, TextIO
 
+from compute_ctl import tracing
 from compute_ctl.compute import shutdown, vm_tools
 from compute_ctl.compute.configurator import Configurator
 from compute_ctl.compute.extensions_stats import ExtensionStats
@@ -28,6 +29,7 @@ from compute_ctl.compute.startup import Startup, preload_while_empty, prewarm_vm
 from compute_ctl.compute.tasks import BackgroundTasks
 from compute_ctl.errors import chain_text
 from compute_ctl.lfc import Lfc
+from compute_ctl.logsetup import set_ids
 from compute_ctl.metrics import PromMetrics
 from compute_ctl.params import Params
 from compute_ctl.postgres.process import PostgresProcess
@@ -141,6 +143,7 @@ class ComputeNode:
         await asyncio.wait([lifecycle])
         if lifecycle.cancelled() and self._exiting is not None:
             await self._exiting
+        tracing.flush()  # bounded: a collector that is down never holds the exit up for long
         return lifecycle.result()
 
     async def _run(self, listeners: Listeners) -> int:
@@ -148,6 +151,10 @@ class ComputeNode:
         if state.pspec is None and not params.lakebase_mode:
             await prewarm_vm_memory(params, self.neon_available, self.log_out)
         await listeners.start()
+        await tracing.load()  # only with an exporter configured; /status is served already
+        # Upstream's first line; here once the inputs are loaded (an unstartable spec is one
+        # line on stderr) and the exporter, if any, is set up.
+        log.info("logging and tracing started")
         pspec = state.pspec
         if pspec is None:
             log.info("no compute spec yet: waiting for POST /configure")
@@ -158,6 +165,7 @@ class ComputeNode:
                 await self._linger()
                 await listeners.stop()
                 return 0
+        set_ids(os.environ.get("INSTANCE_ID"), params.compute_id)  # lakebase's log files
         await state.set_status(ComputeStatus.INIT)
         self.tasks.spawn(self.configurator.run(), "configurator")
         mode = pspec.spec.mode
@@ -186,9 +194,10 @@ class ComputeNode:
         await self.monitors.stop()
         await self.ext_stats.stop()
         self.lfc.stop_offload_task()
-        synced, fast = await shutdown.after_postgres_exit(
-            state, params, neon_available=self.neon_available
-        )
+        with tracing.span("shutdown"):
+            synced, fast = await shutdown.after_postgres_exit(
+                state, params, neon_available=self.neon_available
+            )
         if not synced:
             await listeners.stop()
             return 1  # the shutdown sync failed: exit at once, without lingering
@@ -219,5 +228,6 @@ class ComputeNode:
                 await asyncio.wait_for(main, STOP_TIMEOUT)
         if self.pg is not None:
             await self.pg.stop(signal.SIGINT, STOP_TIMEOUT)
+        tracing.flush()
         sys.stderr.flush()
         os._exit(code)

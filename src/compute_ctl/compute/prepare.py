@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from compute_ctl import progress, tracing
 from compute_ctl.errors import ComputeError, StorageError
 from compute_ctl.postgres.conf import (
     PG_HBA_MD5_LINE,
@@ -100,13 +101,14 @@ async def basebackup_lsn(
     if mode.kind == "replica":
         return None
     started = time.monotonic()
-    synced = await check_already_synced(
-        list(pspec.safekeeper_connstrings),
-        pspec.tenant_id,
-        pspec.timeline_id,
-        pspec.storage_auth_token,
-        PER_SAFEKEEPER_TIMEOUT if per_sk_timeout is None else per_sk_timeout,
-    )
+    with tracing.span("check_safekeepers_synced"):
+        synced = await check_already_synced(
+            list(pspec.safekeeper_connstrings),
+            pspec.tenant_id,
+            pspec.timeline_id,
+            pspec.storage_auth_token,
+            PER_SAFEKEEPER_TIMEOUT if per_sk_timeout is None else per_sk_timeout,
+        )
     metrics.sync_sk_check_ms = int((time.monotonic() - started) * 1000)
     if synced is not None:
         return synced if synced else None
@@ -118,9 +120,17 @@ async def basebackup_lsn(
         return None
     started = time.monotonic()
     try:
-        lsn = await sync_safekeepers(
-            opts.postgres, opts.pgdata, pspec.storage_auth_token, argv_prefix=opts.cgroup_prefix
-        )
+        with (
+            tracing.span("sync_safekeepers") as current,
+            progress.still_running(log, "syncing safekeepers: postgres --sync-safekeepers runs"),
+        ):
+            lsn = await sync_safekeepers(
+                opts.postgres,
+                opts.pgdata,
+                pspec.storage_auth_token,
+                argv_prefix=opts.cgroup_prefix,
+            )
+            current.set_attribute("lsn", str(lsn))
     except StorageError as exc:
         raise ComputeError("failed to sync safekeepers") from exc
     metrics.sync_safekeepers_ms = int((time.monotonic() - started) * 1000)
@@ -152,7 +162,8 @@ def finish_pgdata(pspec: ParsedSpec, pgdata: Path) -> None:
 async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: ComputeMetrics) -> None:
     # Removing a large leftover PGDATA takes a while: not on the event loop.
     await asyncio.to_thread(recreate_pgdata, opts.pgdata)
-    write_postgresql_conf(pspec, opts)
+    with tracing.span("config"):
+        write_postgresql_conf(pspec, opts)
     # A worker thread imports the storage clients (a tenth of a second with grpc), so that
     # the event loop keeps answering HTTP meanwhile.
     grpc = pspec.protocol is PageserverProtocol.GRPC
@@ -162,7 +173,10 @@ async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: Compu
 
     lsn = await basebackup_lsn(pspec, opts, metrics)
     client = pageserver_client(pspec)
-    stats = await get_basebackup(client, lsn, opts.pgdata, policy=basebackup_retry_policy())
+    with tracing.span("get_basebackup", lsn=str(lsn or Lsn(0))) as current:
+        current.set_attribute("protocol", pspec.protocol.value)
+        stats = await get_basebackup(client, lsn, opts.pgdata, policy=basebackup_retry_policy())
+        current.set_attribute("bytes", stats.compressed_bytes)
     metrics.pageserver_connect_micros = stats.connect_micros
     metrics.basebackup_bytes = stats.compressed_bytes
     metrics.basebackup_ms = stats.duration_ms

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compute_ctl import tls
+from compute_ctl import tls, tracing
 from compute_ctl.compute.prepare import PrepareOptions, write_postgresql_conf
 from compute_ctl.compute.tasks import BackgroundTasks
 from compute_ctl.errors import chain_text
@@ -89,9 +89,9 @@ class SpecApplier:
                 override.write_text("")
             line_in_file_path(self.pgdata / "postgresql.conf", SUBSCRIBERS_ENABLED_LINE)
             await self.reload()
-            self.tasks.spawn(self.run_migrations(pspec), "migrations")
+            self.tasks.spawn(self.run_migrations(pspec), "migrations", traced=True)
         if self.neon_available:
-            self.tasks.spawn(self._update_neon_extension(), "neon-extension-update")
+            self.tasks.spawn(self._update_neon_extension(), "neon-extension-update", traced=True)
         else:
             log.info("ALTER EXTENSION neon UPDATE skipped: the neon extension is not installed")
 
@@ -100,15 +100,18 @@ class SpecApplier:
         self.ext_stats.update_interval(pspec.spec.suspend_timeout_seconds)
         from compute_ctl.catalog import apply_spec, max_service_connections  # noqa: PLC0415
 
-        report = await apply_spec(
-            self.params.connstr,
-            pspec.spec,
-            privileged_role_name=self.params.privileged_role_name,
-            concurrency=max_service_connections(pspec.spec, starting=starting),
-            timeline_id=str(pspec.timeline_id),
-            lakebase=self.params.lakebase_mode,
-            checked=pspec.catalog,
-        )
+        with tracing.span("apply_config") as current:
+            report = await apply_spec(
+                self.params.connstr,
+                pspec.spec,
+                privileged_role_name=self.params.privileged_role_name,
+                concurrency=max_service_connections(pspec.spec, starting=starting),
+                timeline_id=str(pspec.timeline_id),
+                lakebase=self.params.lakebase_mode,
+                checked=pspec.catalog,
+            )
+            current.set_attribute("statements", report.executed)
+            current.set_attribute("statements_planned", report.planned)
         log.info(
             "catalog: %d statements executed of %d planned",
             report.executed,
@@ -123,11 +126,12 @@ class SpecApplier:
         if not should_run_migrations(pspec.spec, starting=True):
             return
         try:
-            await run_migrations(
-                self.params.connstr,
-                privileged_role_name=self.params.privileged_role_name,
-                on_failure=lambda k: self.prom.db_migration_failed.labels(str(k)).inc(),
-            )
+            with tracing.span("handle_migrations"):
+                await run_migrations(
+                    self.params.connstr,
+                    privileged_role_name=self.params.privileged_role_name,
+                    on_failure=lambda k: self.prom.db_migration_failed.labels(str(k)).inc(),
+                )
         except Exception as exc:
             log.error("migrations failed: %s", chain_text(exc))
 

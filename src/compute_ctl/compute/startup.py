@@ -12,12 +12,12 @@ import importlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from compute_ctl import tls
+from compute_ctl import tls, tracing
 from compute_ctl.compute import vm_tools
 from compute_ctl.compute.prepare import prepare_pgdata
 from compute_ctl.compute.spec_apply import SpecApplier
@@ -58,7 +58,14 @@ class Startup:
     (or a signal) can stop it."""
 
     async def run(self, pspec: ParsedSpec) -> None:
-        """Init → Running, or raise (the caller records Failed)."""
+        """Init → Running, or raise (the caller records Failed), in the `start_compute` span:
+        a child of the `/configure` request that delivered the spec, else of the environment's
+        `TRACEPARENT`, as upstream."""
+        parent = tracing.take_over("configure") or tracing.parent_from_environ()
+        with tracing.span("start_compute", parent=parent):
+            await self._run(pspec)
+
+    async def _run(self, pspec: ParsedSpec) -> None:
         state, applier = self.state, self.applier
         params = applier.params
         state.pg_start_time = utcnow()
@@ -88,23 +95,28 @@ class Startup:
 
         spawn_started = time.monotonic()
         env = postgres_env(os.environ, pspec.storage_auth_token)
-        pg = await spawn_postgres(
-            params.pgbin,
-            params.pgdata,
-            env=env,
-            argv_prefix=params.cgroup_prefix,
-            log_out=self.log_out,
-        )
-        self.on_spawned(pg)
-        # While Postgres starts, a worker thread imports the catalog code configuration runs next.
-        preload = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, CATALOG_MODULE))
-        await wait_until_ready(pg, params.pg_init_timeout or DEFAULT_READY_TIMEOUT)
+        with tracing.span("start_postgres"):
+            pg = await spawn_postgres(
+                params.pgbin,
+                params.pgdata,
+                env=env,
+                argv_prefix=params.cgroup_prefix,
+                log_out=self.log_out,
+            )
+            self.on_spawned(pg)
+            # While Postgres starts, a worker thread imports the catalog code configuration
+            # runs next.
+            preload = asyncio.ensure_future(
+                asyncio.to_thread(importlib.import_module, CATALOG_MODULE)
+            )
+            await wait_until_ready(pg, params.pg_init_timeout or DEFAULT_READY_TIMEOUT)
         state.metrics.start_postgres_ms = int((time.monotonic() - spawn_started) * 1000)
         await preload
 
         config_started = time.monotonic()
         if spec.mode.is_primary:
-            await applier.configure_as_primary(pspec)
+            with tracing.span("configure_as_primary"):
+                await applier.configure_as_primary(pspec)
         state.metrics.config_ms = int((time.monotonic() - config_started) * 1000)
         state.metrics.total_startup_ms = int((utcnow() - state.start_time).total_seconds() * 1000)
         await state.set_status(ComputeStatus.RUNNING)
@@ -122,9 +134,17 @@ class Startup:
         spec, params = pspec.spec, self.applier.params
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.remote_ext.prepare_for_start(spec, self.state.metrics))
                 group.create_task(
-                    prepare_pgdata(pspec, self.applier.prepare_options, self.state.metrics)
+                    _traced(
+                        "download_preload_extensions",
+                        self.remote_ext.prepare_for_start(spec, self.state.metrics),
+                    )
+                )
+                group.create_task(
+                    _traced(
+                        "prepare_pgdata",
+                        prepare_pgdata(pspec, self.applier.prepare_options, self.state.metrics),
+                    )
                 )
                 if spec.swap_size_bytes is not None and params.resize_swap_on_bind:
                     group.create_task(vm_tools.resize_swap(self.vm_tools, spec.swap_size_bytes))
@@ -145,6 +165,11 @@ class Startup:
         cert_path = Path(tls_config.cert_path)
         digest = await tls.wait_for_cert(cert_path)
         self.applier.tasks.spawn(tls.watch_cert(self.state, cert_path, digest), "tls-cert-watcher")
+
+
+async def _traced(name: str, work: Awaitable[None]) -> None:
+    with tracing.span(name):
+        await work
 
 
 async def prewarm_vm_memory(params: Params, neon_available: bool, log_out: TextIO | None) -> None:

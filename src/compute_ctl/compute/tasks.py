@@ -10,14 +10,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
+from compute_ctl import tracing
+
 
 class BackgroundTasks:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Future[None]] = set()
 
-    def spawn(self, work: Awaitable[None], name: str) -> asyncio.Future[None]:
-        """Run `work` as a task called `name`."""
-        task = asyncio.ensure_future(work)
+    def spawn(
+        self, work: Awaitable[None], name: str, *, traced: bool = False
+    ) -> asyncio.Future[None]:
+        """Run `work` as a task called `name`; outside the caller's spans unless `traced`
+        (work that belongs to the span it was started in, like the start-up's migrations)."""
+        if traced or not asyncio.iscoroutine(work):
+            task = asyncio.ensure_future(work)
+        else:
+            task = asyncio.get_running_loop().create_task(work, context=tracing.detached())
         if isinstance(task, asyncio.Task):
             task.set_name(name)
         self._tasks.add(task)

@@ -55,6 +55,7 @@ from compute_ctl.http.schemas import (
     TerminateResponse,
     WritabilityResult,
 )
+from compute_ctl.http.trace_middleware import TraceMiddleware
 from compute_ctl.spec.models import ConfigurationRequest
 from compute_ctl.spec.responses import (
     DbsAndRoles,
@@ -329,7 +330,7 @@ def _app(
 ) -> Starlette:
     app = Starlette(
         routes=[route.route(compute, authorizer) for route in routes],
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(TraceMiddleware)],
         exception_handlers={404: _empty_error, 405: _empty_error},
     )
     app.state.api_routes = routes

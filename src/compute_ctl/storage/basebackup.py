@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from compute_ctl import progress
 from compute_ctl.archive import CorruptArchiveError, TarballSink
 from compute_ctl.errors import ComputeError, StorageError
 from compute_ctl.spec.types import Lsn
@@ -42,8 +43,10 @@ class ThreadedSink:
         self._batch: list[bytes] = []
         self._batched = 0
         self._pending: asyncio.Future[None] | None = None
+        self.meter = progress.Meter(log, "basebackup")
 
     async def feed(self, chunk: bytes) -> None:
+        self.meter.add(len(chunk))
         self._batch.append(chunk)
         self._batched += len(chunk)
         if self._batched >= self._batch_bytes:
@@ -71,6 +74,7 @@ class ThreadedSink:
         await asyncio.to_thread(self._sink.finish)
 
     async def close(self) -> None:
+        self.meter.stop()
         if self._pending is not None:
             # A worker cannot be interrupted: let it end before the sink is closed under it.
             with contextlib.suppress(Exception):

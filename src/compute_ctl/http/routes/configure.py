@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
+from compute_ctl import tracing
 from compute_ctl.errors import SpecError
 from compute_ctl.http.body import BodyError, read_json_body
 from compute_ctl.http.responses import json_error, json_ok, rust_debug_str, wrong_state
@@ -38,9 +39,12 @@ async def post_configure(request: Request, compute: ComputeApi) -> Response:
     except SpecError as exc:
         return json_error(exc.problem, 400)
     state = compute.state
+    # The start-up (or re-configure) this request causes is traced as its child, as upstream.
+    tracing.hand_over("configure")
     try:
         outcome = await state.request_configure(pspec)
     except WrongStateError as exc:
+        tracing.take_over("configure")
         return wrong_state(exc.status)
     if outcome is ComputeStatus.FAILED:
         detail = rust_debug_str(state.error if state.error else "unknown error")

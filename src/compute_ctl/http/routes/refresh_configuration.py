@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
+from compute_ctl import tracing
 from compute_ctl.errors import ComputeError
 from compute_ctl.http.responses import json_error
 
@@ -24,8 +25,10 @@ async def post_refresh_configuration(request: Request, compute: ComputeApi) -> R
     (`{"error": "Cannot refresh compute configuration in state <Variant>"}`).
     """
     compute.prom.pagestream_request_errors.inc()
+    tracing.hand_over("refresh")  # the refresh's span is a child of this request's
     try:
         await compute.signal_refresh()
     except ComputeError as exc:
+        tracing.take_over("refresh")
         return json_error(str(exc), 500)
     return Response(b"", status_code=200)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from compute_ctl import tracing
 from compute_ctl.http.responses import json_ok, wrong_state
 from compute_ctl.state import ComputeStatus, WrongStateError
 
@@ -51,8 +52,9 @@ async def post_terminate(request: Request, compute: ComputeApi) -> Response:
             return json_ok({"lsn": _lsn(compute)}, 201)
     except WrongStateError as exc:
         return wrong_state(exc.status)
-    compute.forward_termination(dev=False)
-    await state.wait_for(ComputeStatus.TERMINATED)
+    with tracing.span("terminate", mode=request.query_params.get("mode", "fast")):
+        compute.forward_termination(dev=False)
+        await state.wait_for(ComputeStatus.TERMINATED)
     return json_ok({"lsn": _lsn(compute)})
 
 

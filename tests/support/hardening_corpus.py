@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tests.specs import storage_spec
+from tests.support.specs import storage_spec
 
 HUGE = 50 * 1024 * 1024  # characters: the 50 MB role name of the report
 LONGEST_LINE = 1000  # an error line about a huge value stays below this
