@@ -44,7 +44,7 @@ class FailpointPanicError(RuntimeError):
     """The `panic` task: the code at the failpoint fails with this."""
 
 
-def testing_enabled(environ: Mapping[str, str]) -> bool:
+def is_testing_build(environ: Mapping[str, str]) -> bool:
     return environ.get(TESTING_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -100,7 +100,7 @@ class Failpoints:
     def from_environ(cls, environ: Mapping[str, str]) -> Failpoints:
         """Off unless the testing switch is set; then `FAILPOINTS` is applied (a malformed
         entry is a FailpointError naming it, so the process does not start)."""
-        points = cls(enabled=testing_enabled(environ))
+        points = cls(enabled=is_testing_build(environ))
         value = environ.get(FAILPOINTS_ENV)
         if not points.enabled or not value:
             return points
