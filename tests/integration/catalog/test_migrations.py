@@ -11,6 +11,7 @@ import pytest
 from compute_ctl.catalog import check_migration_effects, run_migrations, should_run_migrations
 from compute_ctl.catalog.migrations import migrations
 from compute_ctl.errors import CatalogError
+from compute_ctl.failpoints import Failpoints
 from tests.integration.catalog.conftest import apply, execute, rows, spec_of
 from tests.pgserver import PgServer
 
@@ -67,6 +68,25 @@ def test_a_failed_migration_stops_and_resumes(pg: PgServer) -> None:
     report = asyncio.run(run_migrations(pg.connstr()))
     assert report.previous_id == 4
     assert report.skipped == [5, 6, 7, 8, 9]
+    assert _counter(pg) == LAST
+
+
+def test_the_compute_migration_failpoint(pg: PgServer) -> None:
+    """Upstream's `compute-migration=return(N)` fails migration N, which the next run
+    (without the failpoint) applies; without the testing switch it does nothing."""
+    asyncio.run(run_migrations(pg.connstr()))
+    execute(pg, "UPDATE neon_migration.migration_id SET id = 1")
+    off = Failpoints.from_environ({"FAILPOINTS": "compute-migration=return(3)"})
+    points = Failpoints.from_environ(
+        {"COMPUTE_CTL_TESTING": "1", "FAILPOINTS": "compute-migration=return(3)"}
+    )
+    failed: list[int] = []
+    with pytest.raises(CatalogError, match="migration 3 was configured to fail"):
+        asyncio.run(run_migrations(pg.connstr(), failpoints=points, on_failure=failed.append))
+    assert failed == [3]
+    assert _counter(pg) == 2
+    report = asyncio.run(run_migrations(pg.connstr(), failpoints=off))
+    assert report.previous_id == 2
     assert _counter(pg) == LAST
 
 
