@@ -21,13 +21,16 @@ from compute_ctl.catalog.migrations import migrations
 from tests.e2e.conftest import SpecFactory
 from tests.e2e.harness import (
     Compute,
+    SigningKey,
     Storage,
+    ctl_config,
     http,
     shared_tempdir,
     start_storage,
     stop_process,
     wait_until,
 )
+from tests.endpoint_storage import EndpointStorage
 
 pytestmark = pytest.mark.postgres
 
@@ -195,3 +198,45 @@ def test_failpoints_in_a_testing_build(
     wait_until("the migrations", lambda: _migrated(compute) == LAST_MIGRATION)
     assert compute.metric(failed) is None
     assert "Running migration id=3" in compute.log()
+
+
+def test_prewarm_and_promotion_failpoints(
+    compute: Compute,
+    make_spec: SpecFactory,
+    signing_key: SigningKey,
+    endpoint_storage: EndpointStorage,
+    storage: Storage,
+) -> None:
+    """Upstream's test_replica_promote_fails and test_replica_promote_prewarm_fails: the
+    prewarm fails at its failpoint, the promotion at its own, and the replica stays one."""
+    lfc = {
+        "endpoint_id": "ep-fp",
+        "endpoint_storage_addr": endpoint_storage.addr,
+        "endpoint_storage_token": endpoint_storage.token,
+    }
+    config = {
+        "spec": make_spec(mode="Replica", **lfc),
+        "compute_ctl_config": ctl_config(signing_key),
+    }
+    path = compute.write("config.json", config)
+    compute.token = signing_key.compute_token("compute-fp")
+    testing = {
+        "COMPUTE_CTL_TESTING": "1",
+        "FAILPOINTS": "compute-prewarm=return(0);compute-promotion=return(0)",
+    }
+    compute.start("-c", str(path), "-i", "compute-fp", env=testing)
+    compute.wait_status("running")
+    assert compute.call("POST", "/lfc/prewarm").status == 202
+    state = compute.wait_lfc("/lfc/prewarm", "failed", "completed", "skipped")
+    assert state == {"status": "failed", "error": "compute-prewarm failpoint"}
+
+    replayed = compute.sql("SELECT pg_catalog.pg_last_wal_replay_lsn()::text")
+    body = {"spec": make_spec(**lfc), "wal_flush_lsn": replayed}
+    answer = compute.call("POST", "/promote", body)
+    assert (answer.status, answer.json()) == (
+        500,  # upstream's status for a failed promotion
+        {"status": "failed", "error": "compute-promotion failpoint"},
+    )
+    assert compute.sql("SELECT pg_catalog.pg_is_in_recovery()") is True
+    assert compute.call("POST", "/terminate?mode=immediate").status == 200
+    assert compute.wait_exit() == 0
