@@ -72,21 +72,23 @@ def test_a_failed_migration_stops_and_resumes(pg: PgServer) -> None:
 
 
 def test_the_compute_migration_failpoint(pg: PgServer) -> None:
-    """Upstream's `compute-migration=return(N)` fails migration N, which the next run
-    (without the failpoint) applies; without the testing switch it does nothing."""
-    asyncio.run(run_migrations(pg.connstr()))
-    execute(pg, "UPDATE neon_migration.migration_id SET id = 1")
-    off = Failpoints.from_environ({"FAILPOINTS": "compute-migration=return(3)"})
-    points = Failpoints.from_environ(
-        {"COMPUTE_CTL_TESTING": "1", "FAILPOINTS": "compute-migration=return(3)"}
-    )
-    failed: list[int] = []
-    with pytest.raises(CatalogError, match="migration 3 was configured to fail"):
-        asyncio.run(run_migrations(pg.connstr(), failpoints=points, on_failure=failed.append))
-    assert failed == [3]
-    assert _counter(pg) == 2
+    """Upstream's test_compute_migrations_retry: each start with `compute-migration=return(i)`
+    applies the migrations before i, fails i (counted once) and leaves the counter at i - 1;
+    a start without the failpoint applies the rest. Without the testing switch FAILPOINTS
+    does nothing."""
+    execute(pg, "DROP SCHEMA IF EXISTS neon_migration CASCADE")
+    for i in range(1, LAST + 1):
+        points = Failpoints.from_environ(
+            {"COMPUTE_CTL_TESTING": "1", "FAILPOINTS": f"compute-migration=return({i})"}
+        )
+        failed: list[int] = []
+        with pytest.raises(CatalogError, match=f"migration {i} was configured to fail"):
+            asyncio.run(run_migrations(pg.connstr(), failpoints=points, on_failure=failed.append))
+        assert failed == [i]
+        assert _counter(pg) == i - 1
+    off = Failpoints.from_environ({"FAILPOINTS": "compute-migration=return(1)"})
     report = asyncio.run(run_migrations(pg.connstr(), failpoints=off))
-    assert report.previous_id == 2
+    assert (report.previous_id, report.current_id) == (LAST - 1, LAST)
     assert _counter(pg) == LAST
 
 
