@@ -103,7 +103,7 @@ class Startup:
         # While Postgres starts, a worker thread imports the catalog code configuration runs next.
         preload = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, CATALOG_MODULE))
         # --pg-init-timeout bounds readiness, except in lakebase mode, where it is the
-        # watchdog's limit (compute/init_watchdog.py) and readiness waits 60 s, as upstream
+        # watchdog's limit (compute/lakebase.py) and readiness waits 60 s, as upstream
         ready_timeout = params.pg_init_timeout or DEFAULT_READY_TIMEOUT
         await wait_until_ready(pg, DEFAULT_READY_TIMEOUT if params.lakebase_mode else ready_timeout)
         state.metrics.start_postgres_ms = int((time.monotonic() - spawn_started) * 1000)
