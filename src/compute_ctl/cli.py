@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from compute_ctl.compute.core_dumps import raise_core_limit
 from compute_ctl.control_plane import RPC, fetch_config
 from compute_ctl.errors import ComputeError, SpecError
+from compute_ctl.failpoints import FailpointError, Failpoints
 from compute_ctl.http.auth import AllowAll, Authorizer
 from compute_ctl.logsetup import setup_logging
 from compute_ctl.params import AUTOSCALING_ENV, Params
@@ -152,10 +153,17 @@ def params_from_args(args: argparse.Namespace) -> Params:
             "--privileged-role-name can only contain lowercase letters and underscores"
         )
     _validate_connstr(args.connstr)
+    if args.lakebase_mode and urlsplit(args.connstr).port is None:
+        # postgresql.conf gets `port = <this port>` in lakebase mode
+        raise UsageError("--connstr: lakebase mode needs a port in the connection string")
     external, internal = args.external_http_port or 3080, args.internal_http_port or 3081
     if args.lakebase_mode and args.http_port is not None:
         external, internal = args.http_port, args.http_port + 1
     remote = args.remote_ext_base_url
+    try:
+        failpoints = Failpoints.from_environ(os.environ)
+    except FailpointError as exc:
+        raise UsageError(str(exc)) from None
     return Params(
         pgbin=args.pgbin,
         pgdata=Path(args.pgdata),
@@ -178,6 +186,8 @@ def params_from_args(args: argparse.Namespace) -> Params:
         pg_init_timeout=args.pg_init_timeout,
         lakebase_mode=args.lakebase_mode,
         autoscaling=AUTOSCALING_ENV in os.environ,
+        instance_id=os.environ.get(INSTANCE_ID_ENV),
+        failpoints=failpoints,
     )
 
 

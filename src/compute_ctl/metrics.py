@@ -94,12 +94,30 @@ class PromMetrics:
             "Number of PageStream request errors reported by the postgres process",
             registry=r,
         )
+        self.configure_statement_timeout_errors = Counter(
+            "pg_cctl_configure_statement_timeout_errors",
+            "Number of compute configuration errors due to Postgres statement timeouts.",
+            registry=r,
+        )
+        self.attached = Gauge(
+            "pg_cctl_attached",
+            "Compute node attached status (1 if attached)",
+            ["pg_compute_id", "pg_instance_id", "tenant_id", "timeline_id"],
+            registry=r,
+        )
         self.set_status(ComputeStatus.EMPTY)
 
     def set_status(self, status: ComputeStatus) -> None:
         """Exactly one `compute_ctl_up` sample, labelled with the current status."""
         self.up.clear()
         self.up.labels(build_tag=self.build_tag, status=str(status)).set(1)
+
+    def set_attached(
+        self, compute_id: str, instance_id: str, tenant_id: str, timeline_id: str
+    ) -> None:
+        """Exactly one `pg_cctl_attached` sample, for the spec now in force (lakebase)."""
+        self.attached.clear()
+        self.attached.labels(compute_id, instance_id, tenant_id, timeline_id).set(1)
 
     def render(self) -> bytes:
         """The exposition text; families without samples are left out and integer values have

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from compute_ctl.failpoints import Failpoints
 
 AUTOSCALING_ENV = "AUTOSCALING"
 CGEXEC_PREFIX = ("cgexec", "-g", "memory:neon-postgres")
@@ -39,6 +41,12 @@ class Params:
     autoscaling: bool = False
     """`AUTOSCALING` is set: a NeonVM, where Postgres runs in the `neon-postgres` memory cgroup
     and the vm-monitor serves the autoscaler-agent. Read once, when the flags are parsed."""
+    instance_id: str | None = None
+    """`INSTANCE_ID`: the lakebase instance (Databricks' endpoint id for Postgres, a label of
+    `pg_cctl_attached`)."""
+    failpoints: Failpoints = field(default_factory=Failpoints, compare=False)
+    """The testing builds' failpoints, off unless `COMPUTE_CTL_TESTING` is set
+    (`compute_ctl/failpoints.py`)."""
 
     @property
     def pg_bindir(self) -> Path:

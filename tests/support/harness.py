@@ -229,6 +229,7 @@ class Compute:
     run_as: RunAs = field(default_factory=server_user)
     pg_bin: Path = field(default_factory=find_pg_bin)
     token: str | None = None  # sent by `status()` and `call()`
+    pgdata_path: Path | None = None  # elsewhere than workdir/pgdata (e.g. a pre-made mount)
 
     @property
     def internal_url(self) -> str:
@@ -240,7 +241,7 @@ class Compute:
 
     @property
     def pgdata(self) -> Path:
-        return self.workdir / "pgdata"
+        return self.pgdata_path or self.workdir / "pgdata"
 
     @property
     def log_path(self) -> Path:

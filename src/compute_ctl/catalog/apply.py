@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,12 +89,14 @@ async def _snapshot(
     checked: CheckedCatalog,
     privileged_role_name: str,
     timeline: str | None,
+    lakebase: bool,
 ) -> Snapshot:
     return await inspect(
         conn,
         privileged_role=privileged_role_name,
         deleting_roles=_deleting_roles(checked),
         timeline_id=timeline,
+        lakebase=lakebase,
     )
 
 
@@ -109,7 +111,7 @@ async def _plan(
     lakebase: bool,
 ) -> Plan:
     """Read the catalog once and diff it against the checked spec."""
-    snapshot = await _snapshot(conn, checked, privileged_role_name, timeline)
+    snapshot = await _snapshot(conn, checked, privileged_role_name, timeline, lakebase)
     options = PlanOptions(
         privileged_role=privileged_role_name,
         admin_role=ADMIN_ROLE,
@@ -159,13 +161,17 @@ async def apply_spec(
     timeline_id: str | None = None,
     lakebase: bool = False,
     checked: CheckedCatalog | None = None,
+    statement_timeout: str = "0",
+    on_statement_timeout: Callable[[], None] | None = None,
 ) -> ApplyReport:
     """Bring the catalog in line with `spec` (roles, databases, delta operations, grants,
     extensions). Raises SpecError before touching anything when the spec cannot be applied,
     CatalogError (phase, object, Postgres' message) when a statement fails.
 
     `checked` is the spec's catalog part as resolution checked it (`ParsedSpec.catalog`);
-    without it the spec is checked here."""
+    without it the spec is checked here. `statement_timeout` bounds every statement of the
+    apply's sessions (lakebase's first apply: `2min`); `on_statement_timeout` is told of each
+    statement cancelled (SQLSTATE 57014), for `pg_cctl_configure_statement_timeout_errors_total`."""
     started = time.monotonic()
     if spec.skip_pg_catalog_updates:
         log.info("skip_pg_catalog_updates is set: roles, databases and extensions left as they are")
@@ -175,7 +181,9 @@ async def apply_spec(
         checked = check_catalog(spec)
     timeline = _timeline(spec, timeline_id)
     log.info("Applying config with max %d concurrency", concurrency)
-    conn = await connect_maintenance(connstr, application_name=APPLY_APPLICATION_NAME)
+    conn = await connect_maintenance(
+        connstr, application_name=APPLY_APPLICATION_NAME, statement_timeout=statement_timeout
+    )
     async with conn:
         plan = await _plan(
             conn,
@@ -195,9 +203,11 @@ async def apply_spec(
                 application_name=APPLY_APPLICATION_NAME,
                 dbname=dbname,
                 repair_admin=False,
+                statement_timeout=statement_timeout,
             )
 
-        result = await Executor(conn, connector, concurrency).run(plan)
+        executor = Executor(conn, connector, concurrency, on_query_canceled=on_statement_timeout)
+        result = await executor.run(plan)
     seconds = time.monotonic() - started
     log.info(
         "catalog applied: %d statements in %.0f ms%s",

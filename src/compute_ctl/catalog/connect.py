@@ -61,16 +61,27 @@ async def connect_maintenance(
     application_name: str,
     dbname: str | None = None,
     repair_admin: bool = True,
+    statement_timeout: str = "0",
 ) -> psycopg.AsyncConnection[Any]:
     """The connection spec application uses (§5.1 "maintenance client")."""
     try:
-        conn = await connect(connstr, application_name=application_name, dbname=dbname)
+        conn = await connect(
+            connstr,
+            application_name=application_name,
+            dbname=dbname,
+            statement_timeout=statement_timeout,
+        )
     except psycopg.OperationalError as exc:
         if not repair_admin or not _login_failed(exc):
             raise PostgresError(f"cannot connect to Postgres: {_first_line(exc)}") from None
         try:
             await _create_admin_role(connstr, application_name)
-            conn = await connect(connstr, application_name=application_name, dbname=dbname)
+            conn = await connect(
+                connstr,
+                application_name=application_name,
+                dbname=dbname,
+                statement_timeout=statement_timeout,
+            )
         except psycopg.Error as retry_exc:
             raise PostgresError(
                 f"cannot connect to Postgres: {_first_line(exc)}; "

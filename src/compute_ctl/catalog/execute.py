@@ -159,10 +159,19 @@ def _raise_first(failures: list[_Failure], order: Sequence[Statement]) -> None:
     raise CatalogError(first.statement.phase.value, first.statement.obj, message)
 
 
+QUERY_CANCELED = "57014"  # a statement timeout (or a cancel request)
+
+
 class Executor:
     def __init__(
-        self, main: psycopg.AsyncConnection[Any], connector: Connector, concurrency: int
+        self,
+        main: psycopg.AsyncConnection[Any],
+        connector: Connector,
+        concurrency: int,
+        *,
+        on_query_canceled: Callable[[], None] | None = None,
     ) -> None:
+        self.on_query_canceled = on_query_canceled
         self.main = Session(main)
         self.connector = connector
         self.concurrency = max(1, concurrency)
@@ -178,6 +187,8 @@ class Executor:
         try:
             await session.run(statement)
         except psycopg.Error as exc:
+            if exc.sqlstate == QUERY_CANCELED and self.on_query_canceled is not None:
+                self.on_query_canceled()
             message = error_text(exc, secret=statement.secret)
             if statement.tolerate is not None and statement.tolerate in message:
                 log.warning("%s: %s: %s (ignored)", statement.phase.value, statement.obj, message)

@@ -63,6 +63,22 @@ class ExtensionInfo:
 
 
 @dataclass(frozen=True)
+class LakebaseFacts:
+    """What the lakebase phases compare with (read only in lakebase mode)."""
+
+    # databricks.reader_statement_timeout as the apply session sees it (None: unset)
+    reader_statement_timeout: str | None = None
+    # role → its cluster-wide statement_timeout setting (None: none), for databricks_monitor
+    # and the databricks_reader_<N> roles
+    role_timeouts: Mapping[str, str | None] = field(default_factory=dict)
+    # (grantee, object key) → the privileges granted directly (see `_LAKEBASE_GRANTS`)
+    grants: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    neon_perf_counters: bool = False  # the view neon.neon_perf_counters exists
+    neon_get_perf_counters: bool = False  # the function neon.get_perf_counters() exists
+    health_check_write_succeeds: str | None = None  # the function's source, if it exists
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The catalog as the planner sees it (system database facts plus cluster-wide ones)."""
 
@@ -80,6 +96,7 @@ class Snapshot:
     # For roles about to be deleted: the databases (pg_database oids, 0 for shared objects)
     # in which something still depends on them.
     role_dependencies: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    lakebase: LakebaseFacts | None = None
 
     def database_by_oid(self, oid: int) -> DatabaseInfo | None:
         for database in self.databases.values():
@@ -124,14 +141,57 @@ SELECT a.rolname::text, s.dbid::int8
  GROUP BY 1, 2"""
 
 
-def _queries(privileged_role: str, deleting_roles: Collection[str]) -> sql.Composed:
+# The lakebase facts. Grants are read from the ACLs themselves (aclexplode), so a privilege a
+# role only inherits, or that PUBLIC has, still counts as missing, as it does for upstream,
+# which grants it every time.
+_LAKEBASE_FACTS = """
+SELECT pg_catalog.current_setting('databricks.reader_statement_timeout', true),
+       to_regclass('neon.neon_perf_counters') IS NOT NULL,
+       to_regprocedure('neon.get_perf_counters()') IS NOT NULL,
+       (SELECT p.prosrc FROM pg_catalog.pg_proc AS p
+         WHERE p.oid = to_regprocedure('public.health_check_write_succeeds()'))"""
+_LAKEBASE_ROLE_TIMEOUTS = """
+SELECT r.rolname::text,
+       (SELECT substr(c, length('statement_timeout=') + 1) FROM unnest(s.setconfig) AS c
+         WHERE starts_with(c, 'statement_timeout=') LIMIT 1)
+  FROM pg_catalog.pg_roles AS r
+  LEFT JOIN pg_catalog.pg_db_role_setting AS s ON s.setrole = r.oid AND s.setdatabase = 0
+ WHERE r.rolname = 'databricks_monitor' OR r.rolname::text ~ '^databricks_reader_[0-9]+$'"""
+_LAKEBASE_GRANTS = """
+SELECT g.rolname::text, o.key, a.privilege_type
+  FROM (VALUES
+        ('schema neon', (SELECT nspacl FROM pg_catalog.pg_namespace WHERE nspname = 'neon')),
+        ('table public.health_check', (SELECT relacl FROM pg_catalog.pg_class
+                                        WHERE oid = to_regclass('public.health_check'))),
+        ('function pg_ls_dir(text)', (SELECT proacl FROM pg_catalog.pg_proc
+                                       WHERE oid = 'pg_catalog.pg_ls_dir(text)'::regprocedure)),
+        ('table neon.neon_perf_counters', (SELECT relacl FROM pg_catalog.pg_class
+                                            WHERE oid = to_regclass('neon.neon_perf_counters'))),
+        ('function neon.get_perf_counters()',
+         (SELECT proacl FROM pg_catalog.pg_proc
+           WHERE oid = to_regprocedure('neon.get_perf_counters()'))),
+        ('table public.databricks_auth_metrics',
+         (SELECT relacl FROM pg_catalog.pg_class
+           WHERE oid = to_regclass('public.databricks_auth_metrics')))
+       ) AS o(key, acl)
+ CROSS JOIN LATERAL aclexplode(o.acl) AS a
+  JOIN pg_catalog.pg_roles AS g ON g.oid = a.grantee
+ WHERE g.rolname IN ('databricks_monitor', 'pg_monitor')"""
+LAKEBASE_EXTENSIONS = ("databricks_auth",)
+
+
+def _queries(
+    privileged_role: str, deleting_roles: Collection[str], *, lakebase: bool = False
+) -> sql.Composed:
     """One simple-protocol message with every query; results come back in this order."""
+    extensions = SYSTEM_EXTENSIONS + (LAKEBASE_EXTENSIONS if lakebase else ())
+    available = ("neon", "neon_utils") + (LAKEBASE_EXTENSIONS if lakebase else ())
     parts: list[sql.Composable] = [
         sql.SQL(_SYSTEM_FACTS),
         sql.SQL(_ROLES),
         sql.SQL(_DATABASES),
-        sql.SQL(_EXTENSIONS).format(names=_text_array(SYSTEM_EXTENSIONS)),
-        sql.SQL(_AVAILABLE).format(names=_text_array(("neon", "neon_utils"))),
+        sql.SQL(_EXTENSIONS).format(names=_text_array(extensions)),
+        sql.SQL(_AVAILABLE).format(names=_text_array(available)),
         sql.SQL(_SUBSCRIBED_DATABASES),
         sql.SQL(_PRIVILEGED_DEFAULTS).format(role=sql.Literal(privileged_role)),
         sql.SQL(_POSTGRES_DB_PGAUDIT_OFF),
@@ -139,7 +199,25 @@ def _queries(privileged_role: str, deleting_roles: Collection[str]) -> sql.Compo
     if deleting_roles:
         names = _text_array(sorted(set(deleting_roles)))
         parts.append(sql.SQL(_ROLE_DEPENDENCIES).format(names=names))
+    if lakebase:
+        parts += [sql.SQL(_LAKEBASE_FACTS), sql.SQL(_LAKEBASE_ROLE_TIMEOUTS)]
+        parts.append(sql.SQL(_LAKEBASE_GRANTS))
     return sql.SQL(";").join(parts)
+
+
+def _lakebase_facts(results: list[list[tuple[Any, ...]]]) -> LakebaseFacts:
+    timeout, perf_counters, get_perf_counters, write_succeeds = results[0][0]
+    grants: dict[tuple[str, str], set[str]] = {}
+    for grantee, key, privilege in results[2]:
+        grants.setdefault((grantee, key), set()).add(privilege)
+    return LakebaseFacts(
+        reader_statement_timeout=timeout,
+        role_timeouts={name: value for name, value in results[1]},
+        grants={key: frozenset(privileges) for key, privileges in grants.items()},
+        neon_perf_counters=perf_counters,
+        neon_get_perf_counters=get_perf_counters,
+        health_check_write_succeeds=write_succeeds,
+    )
 
 
 def _text_array(values: Collection[str]) -> sql.Composable:
@@ -165,11 +243,12 @@ async def inspect(
     privileged_role: str,
     deleting_roles: Collection[str] = (),
     timeline_id: str | None = None,
+    lakebase: bool = False,
 ) -> Snapshot:
     """Read the snapshot. `timeline_id` is given only when subscriptions may have to be dropped
-    before start (the check needs it)."""
+    before start (the check needs it); `lakebase` adds the facts of the lakebase phases."""
     cursor = conn.cursor()
-    await cursor.execute(_queries(privileged_role, deleting_roles))
+    await cursor.execute(_queries(privileged_role, deleting_roles, lakebase=lakebase))
     results: list[list[tuple[Any, ...]]] = []
     while True:
         results.append(await cursor.fetchall())
@@ -193,7 +272,9 @@ async def inspect(
         for name, oid, owner, restrict, invalid, template in results[2]
     }
     dependencies: dict[str, set[int]] = {}
+    lakebase_at = 8
     if deleting_roles:
+        lakebase_at += 1
         for name, dbid in results[8]:
             dependencies.setdefault(name, set()).add(dbid)
     done = False
@@ -215,6 +296,7 @@ async def inspect(
         postgres_db_pgaudit_off=results[7][0][0],
         drop_subscriptions_done=done,
         role_dependencies={name: frozenset(dbids) for name, dbids in dependencies.items()},
+        lakebase=_lakebase_facts(results[lakebase_at:]) if lakebase else None,
     )
 
 

@@ -20,6 +20,8 @@ class Phase(StrEnum):
 
     PRE_DROP_CLEANUP = "DropLogicalSubscriptions (pre-dropdb)"
     CREATE_PRIVILEGED_ROLE = "CreatePrivilegedRole"
+    CREATE_DATABRICKS_ROLES = "CreateDatabricksRoles"  # lakebase mode only
+    ALTER_DATABRICKS_ROLES = "AlterDatabricksRoles"  # lakebase mode only
     DROP_INVALID_DATABASES = "DropInvalidDatabases"
     RENAME_ROLES = "RenameRoles"
     CREATE_AND_ALTER_ROLES = "CreateAndAlterRoles"
@@ -31,8 +33,11 @@ class Phase(StrEnum):
     DROP_LOGICAL_SUBSCRIPTIONS = "DropLogicalSubscriptions"
     HANDLE_OTHER_EXTENSIONS = "HandleOtherExtensions"
     HANDLE_NEON_EXTENSION = "HandleNeonExtension"
+    HANDLE_DATABRICKS_AUTH_EXTENSION = "HandleDatabricksAuthExtension"  # lakebase mode only
     CREATE_AVAILABILITY_CHECK = "CreateAvailabilityCheck"
     DROP_ROLES = "DropRoles"
+    ADD_DATABRICKS_GRANTS = "AddDatabricksGrants"  # lakebase mode only
+    CREATE_DATABRICKS_MISC = "CreateDatabricksMisc"  # lakebase mode only
     FINALIZE_DROP_LOGICAL_SUBSCRIPTIONS = "FinalizeDropLogicalSubscriptions"
     CREATE_PGAUDIT_EXTENSION = "CreatePgauditExtension"
     CREATE_PGAUDITLOGTOFILE_EXTENSION = "CreatePgauditlogtofileExtension"

@@ -13,6 +13,7 @@ objects, so later phases see the effect of earlier ones.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cache
@@ -21,7 +22,12 @@ from typing import LiteralString
 
 from psycopg import sql
 
-from compute_ctl.catalog.inspect import SHARED_OBJECTS_DBID, DatabaseInfo, Snapshot
+from compute_ctl.catalog.inspect import (
+    SHARED_OBJECTS_DBID,
+    DatabaseInfo,
+    LakebaseFacts,
+    Snapshot,
+)
 from compute_ctl.catalog.options import database_option_clause, role_option_clauses
 from compute_ctl.catalog.phases import ALL_PHASES, Phase, Plan, Query, Statement
 from compute_ctl.errors import SpecError
@@ -33,6 +39,16 @@ DEFAULT_ADMIN_ROLE = "cloud_admin"
 SCRAM_PREFIX = "SCRAM-SHA-256"
 
 
+# Upstream's Databricks roles and their options (they log in without a password: the
+# authentication is in `databricks_pg_hba`).
+DATABRICKS_ROLES: tuple[tuple[str, LiteralString], ...] = (
+    ("databricks_monitor", "IN ROLE pg_monitor "),
+    ("databricks_control_plane", "SUPERUSER "),
+    ("databricks_gateway", ""),
+)
+READER_ROLE = re.compile(r"databricks_reader_[0-9]+")
+
+
 @dataclass(frozen=True)
 class PlanOptions:
     """What the plan depends on besides the spec and the catalog."""
@@ -40,7 +56,9 @@ class PlanOptions:
     privileged_role: str = DEFAULT_PRIVILEGED_ROLE
     admin_role: str = DEFAULT_ADMIN_ROLE
     phases: frozenset[Phase] = ALL_PHASES
-    lakebase: bool = False  # the privileged role is created without REPLICATION
+    # lakebase mode: the privileged role is created without REPLICATION, and the Databricks
+    # phases run (see `_Planner.lakebase_*`)
+    lakebase: bool = False
     timeline_id: str | None = None  # needed only when subscriptions are dropped before start
 
 
@@ -50,6 +68,14 @@ def sql_file(name: str) -> sql.SQL:
     `compute_ctl.*` settings, so their text never contains spec values)."""
     text = resources.files("compute_ctl.catalog").joinpath("sql", name).read_text()
     return sql.SQL(text.strip())
+
+
+@cache
+def health_check_function_body() -> str:
+    """The source (between the dollar quotes) of the function create_databricks_misc.sql
+    defines, as `pg_proc.prosrc` shows it once created."""
+    text = resources.files("compute_ctl.catalog").joinpath("sql", "create_databricks_misc.sql")
+    return text.read_text().split("$$")[1]
 
 
 def _role(name: str) -> str:
@@ -127,6 +153,10 @@ class _Planner:
         self.drop_subscriptions = (
             spec.drop_subscriptions_before_start and not snapshot.drop_subscriptions_done
         )
+        self.lakebase = snapshot.lakebase or LakebaseFacts()
+        self.neon_extension_created = False
+        self.health_check_created = False
+        self.new_roles: set[str] = set()
 
     def emit(
         self,
@@ -164,8 +194,12 @@ class _Planner:
         return (op for op in self.checked.deltas if op.action == action)
 
     def plan(self) -> Plan:
+        lakebase = self.options.lakebase
         self.pre_drop_cleanup()
         self.create_privileged_role()
+        if lakebase:
+            self.create_databricks_roles()
+            self.alter_databricks_roles()
         self.drop_invalid_databases()
         self.rename_roles()
         self.create_and_alter_roles()
@@ -175,8 +209,13 @@ class _Planner:
         self.per_database()
         self.handle_other_extensions()
         self.handle_neon_extension()
+        if lakebase:
+            self.handle_databricks_auth_extension()
         self.create_availability_check()
         self.drop_roles()
+        if lakebase:
+            self.add_databricks_grants()
+            self.create_databricks_misc()
         self.finalize_drop_subscriptions()
         self.audit()
         return Plan(tuple(self.statements), tuple(self.notes))
@@ -472,6 +511,7 @@ class _Planner:
             return
         installed = self.snapshot.extensions.get("neon")
         if installed is None:
+            self.neon_extension_created = True
             self.emit(phase, obj, sql.SQL("CREATE EXTENSION IF NOT EXISTS neon WITH SCHEMA neon"))
             return
         if installed.schema != "neon":
@@ -493,6 +533,7 @@ class _Planner:
         if self.snapshot.has_health_check:
             return
         phase, obj = Phase.CREATE_AVAILABILITY_CHECK, 'table "public.health_check"'
+        self.health_check_created = True
         self.emit(
             phase,
             obj,
@@ -574,6 +615,129 @@ class _Planner:
                 Phase.DISABLE_POSTGRES_DB_PGAUDIT,
                 'database "postgres"',
                 sql.SQL("ALTER DATABASE postgres SET pgaudit.log TO 'none'"),
+            )
+
+    # -- lakebase phases (upstream's Databricks additions) -----------------------------------
+
+    def create_databricks_roles(self) -> None:
+        """The roles Databricks' services log in as (their authentication is in the
+        `databricks_pg_hba` file); created when missing, never altered."""
+        for name, options in DATABRICKS_ROLES:
+            if name in self.roles:
+                continue
+            self.roles[name] = None
+            self.new_roles.add(name)
+            self.emit(
+                Phase.CREATE_DATABRICKS_ROLES,
+                _role(name),
+                sql.SQL("CREATE ROLE {} " + options + "LOGIN PASSWORD NULL").format(_ident(name)),
+            )
+
+    def alter_databricks_roles(self) -> None:
+        """databricks_reader_<N> roles get `databricks.reader_statement_timeout` as their
+        statement timeout; planned only when one of them does not have it yet."""
+        timeout = self.lakebase.reader_statement_timeout
+        if not timeout or timeout == "0":
+            return
+        stale = [
+            name
+            for name, value in self.lakebase.role_timeouts.items()
+            if READER_ROLE.fullmatch(name) and value != timeout
+        ]
+        if stale:
+            self.emit(
+                Phase.ALTER_DATABRICKS_ROLES,
+                ", ".join(_role(name) for name in sorted(stale)),
+                sql_file("alter_databricks_reader_roles_timeout.sql"),
+            )
+
+    def handle_databricks_auth_extension(self) -> None:
+        """Upstream drops and re-creates databricks_auth on every apply (to pick up a new
+        version); here that happens only when it is missing or not at its default version."""
+        phase, obj = Phase.HANDLE_DATABRICKS_AUTH_EXTENSION, 'extension "databricks_auth"'
+        default = self.snapshot.available_extensions.get("databricks_auth")
+        if default is None:
+            self.notes.append(
+                "the databricks_auth extension is not available: "
+                "HandleDatabricksAuthExtension skipped"
+            )
+            return
+        installed = self.snapshot.extensions.get("databricks_auth")
+        granted = self._granted("pg_monitor", "table public.databricks_auth_metrics", "SELECT")
+        if installed is not None and installed.version == default and granted:
+            return
+        # Upstream's session has the default search_path: the extension (unless its control
+        # file names a schema) and the table the grant names are found in public.
+        public = sql.SQL("SET LOCAL search_path TO public; ")
+        if installed is None or installed.version != default:
+            if installed is not None:
+                self.emit(phase, obj, sql.SQL("DROP EXTENSION IF EXISTS databricks_auth"))
+            self.emit(phase, obj, public + sql.SQL("CREATE EXTENSION databricks_auth"))
+        self.emit(
+            phase, obj, public + sql.SQL("GRANT SELECT ON databricks_auth_metrics TO pg_monitor")
+        )
+
+    def _granted(self, grantee: str, key: str, *privileges: str) -> bool:
+        if grantee in self.new_roles:
+            return False
+        have = self.lakebase.grants.get((grantee, key), frozenset())
+        return all(privilege in have for privilege in privileges)
+
+    def add_databricks_grants(self) -> None:
+        """What databricks_monitor reads and runs; each grant only when it is missing. The
+        neon extension's objects are skipped (with a note) where they do not exist."""
+        phase, monitor = Phase.ADD_DATABRICKS_GRANTS, "databricks_monitor"
+        neon_objects = self.neon_extension_created
+        wanted: list[tuple[str, tuple[str, ...], bool, LiteralString]] = [
+            ("schema neon", ("USAGE",), True, "GRANT USAGE ON SCHEMA neon TO {}"),
+            (
+                "table public.health_check",
+                ("SELECT", "INSERT", "UPDATE"),
+                True,
+                "GRANT SELECT, INSERT, UPDATE ON public.health_check TO {}",
+            ),
+            (
+                "function pg_ls_dir(text)",
+                ("EXECUTE",),
+                True,
+                "GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text) TO {}",
+            ),
+            (
+                "table neon.neon_perf_counters",
+                ("SELECT",),
+                neon_objects or self.lakebase.neon_perf_counters,
+                "GRANT SELECT ON neon.neon_perf_counters TO {}",
+            ),
+            (
+                "function neon.get_perf_counters()",
+                ("EXECUTE",),
+                neon_objects or self.lakebase.neon_get_perf_counters,
+                "GRANT EXECUTE ON FUNCTION neon.get_perf_counters() TO {}",
+            ),
+        ]
+        for key, privileges, exists, text in wanted:
+            if not exists:
+                self.notes.append(f"{key} does not exist: its grant to {monitor} skipped")
+                continue
+            if self._granted(monitor, key, *privileges):
+                continue
+            self.emit(phase, key, sql.SQL(text).format(_ident(monitor)))
+
+    def create_databricks_misc(self) -> None:
+        """databricks_monitor's statement timeout and the write probe's function."""
+        phase = Phase.CREATE_DATABRICKS_MISC
+        monitor = "databricks_monitor"
+        if monitor in self.new_roles or self.lakebase.role_timeouts.get(monitor) != "60s":
+            self.emit(
+                phase,
+                _role(monitor),
+                sql.SQL("ALTER ROLE {} SET statement_timeout = '60s'").format(_ident(monitor)),
+            )
+        if self.lakebase.health_check_write_succeeds != health_check_function_body():
+            self.emit(
+                phase,
+                'function "public.health_check_write_succeeds()"',
+                sql_file("create_databricks_misc.sql"),
             )
 
 

@@ -22,6 +22,7 @@ from compute_ctl import tracing
 from compute_ctl.compute import shutdown, vm_tools
 from compute_ctl.compute.configurator import Configurator
 from compute_ctl.compute.extensions_stats import ExtensionStats
+from compute_ctl.compute.lakebase import init_watchdog, track_attached
 from compute_ctl.compute.monitors import Monitors
 from compute_ctl.compute.promote import Promotion
 from compute_ctl.compute.spec_apply import SpecApplier
@@ -73,13 +74,15 @@ class ComputeNode:
         self.prom = prom if prom is not None else PromMetrics()
         self.prom.set_status(self.state.status)
         self.state.listeners.append(self.prom.set_status)
+        if params.lakebase_mode:
+            track_attached(self.state, params, self.prom)
         self.log_out = log_out
         self.pg: PostgresProcess | None = None
         self.delay_exit = False
         self.tasks = BackgroundTasks()
         self.neon_available = neon_extension_available(params.pg_bindir)
         self.sidecars = Sidecars(SidecarLocations.from_environ(os.environ, vm=params.autoscaling))
-        self.lfc = Lfc(params.connstr, lambda: self.state.pspec, self.prom)
+        self.lfc = Lfc(params.connstr, lambda: self.state.pspec, self.prom, params.failpoints)
         self.ext_stats = ExtensionStats(
             params.connstr, self.prom, params.installed_extensions_collection_interval
         )
@@ -105,7 +108,9 @@ class ComputeNode:
             on_spawned=self._spawned,
         )
         self.monitors = Monitors(self.state, params, self.prom, self.ext_stats)
-        self.promotion = Promotion(self.state, self.lfc, params.connstr, self.applier.reconfigure)
+        self.promotion = Promotion(
+            self.state, self.lfc, params.connstr, self.applier.reconfigure, params.failpoints
+        )
         self.configurator = Configurator(
             self.state, params, self.prom, self.applier.reconfigure, self.exit_now
         )
@@ -125,6 +130,15 @@ class ComputeNode:
         self.sidecars.stop(dev=dev)
         if self.pg is not None:
             self.pg.send_signal(signal.SIGINT)
+
+    def exit_after(self, seconds: float, code: int) -> None:
+        async def later() -> None:
+            await asyncio.sleep(seconds)
+            log.info("exiting process after terminating empty compute")
+            sys.stderr.flush()
+            os._exit(code)
+
+        self.tasks.spawn(later(), "exit")
 
     async def signal_refresh(self) -> None:
         await self.configurator.signal_refresh()
@@ -168,6 +182,9 @@ class ComputeNode:
         set_ids(os.environ.get("INSTANCE_ID"), params.compute_id)  # lakebase's log files
         await state.set_status(ComputeStatus.INIT)
         self.tasks.spawn(self.configurator.run(), "configurator")
+        if params.lakebase_mode:
+            watchdog = init_watchdog(state, params.pg_init_timeout, self.exit_now)
+            self.tasks.spawn(watchdog, "init-watchdog")
         mode = pspec.spec.mode
         if mode.kind == "static" and mode.lsn:
             from compute_ctl.compute.lease import lease_loop  # noqa: PLC0415 - static only

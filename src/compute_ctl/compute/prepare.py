@@ -21,7 +21,7 @@ from compute_ctl.postgres.conf import (
     line_in_file_path,
     render_postgresql_conf,
 )
-from compute_ctl.spec.models import PageserverProtocol, TlsConfig
+from compute_ctl.spec.models import DatabricksSettings, PageserverProtocol, TlsConfig
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.types import Lsn
 from compute_ctl.state import ComputeMetrics
@@ -42,6 +42,8 @@ class PrepareOptions:
     neon_available: bool
     cgroup_prefix: tuple[str, ...] = ()
     """`Params.cgroup_prefix`: sync-safekeepers runs in Postgres' cgroup in a VM."""
+    lakebase: bool = False
+    lakebase_port: int | None = None  # the port of --connstr, in lakebase mode
 
 
 def overcommit_never() -> bool:
@@ -58,6 +60,7 @@ def conf_options(opts: PrepareOptions) -> ConfOptions:
         extension_server_port=opts.internal_http_port,
         tls=opts.tls,
         overcommit_never=overcommit_never(),
+        lakebase_port=opts.lakebase_port if opts.lakebase else None,
     )
 
 
@@ -66,14 +69,23 @@ def write_postgresql_conf(pspec: ParsedSpec, opts: PrepareOptions) -> None:
     (opts.pgdata / "postgresql.conf").write_text(text)
 
 
-def recreate_pgdata(pgdata: Path) -> None:
-    """Remove PGDATA whatever it holds and make it again, empty, mode 0700."""
+def recreate_pgdata(pgdata: Path, *, lakebase: bool = False) -> None:
+    """Remove PGDATA whatever it holds and make it again, empty, mode 0700.
+
+    In lakebase mode PGDATA may be mounted ahead of time: the mount point itself cannot be
+    removed, only its contents, and failing to create it again is tolerated, as upstream
+    (anything else wrong with it makes Postgres' start fail)."""
     shutil.rmtree(pgdata, ignore_errors=True)
     try:
         pgdata.mkdir(mode=0o700)
     except OSError as exc:
-        raise ComputeError(f"could not create data directory {pgdata}: {exc.strerror}") from exc
-    os.chmod(pgdata, 0o700)
+        if not lakebase:
+            raise ComputeError(f"could not create data directory {pgdata}: {exc.strerror}") from exc
+        log.info("data directory %s kept (%s): it may be mounted", pgdata, exc.strerror)
+    try:
+        os.chmod(pgdata, 0o700)
+    except OSError as exc:
+        raise ComputeError(f"could not set the mode of {pgdata}: {exc.strerror}") from exc
 
 
 async def basebackup_lsn(
@@ -145,9 +157,45 @@ def _import_storage_clients(*, grpc: bool) -> None:
         importlib.import_module(f"compute_ctl.storage.{name}")
 
 
+def copy_databricks_tls_files(settings: DatabricksSettings, pgdata: Path) -> None:
+    """The certificate and key of `databricks_settings` into PGDATA under their own names (the
+    secret mount does not give them the owner and mode Postgres needs); a file already there
+    is kept; the key gets mode 0600."""
+    tls = settings.pg_compute_tls_settings
+    for source_name in (tls.cert_file, tls.key_file):
+        source = Path(source_name)
+        target = pgdata / source.name
+        try:
+            if not target.exists():
+                shutil.copyfile(source, target)
+                log.info("Copying tls file: %s to %s", source, target)
+            if source_name == tls.key_file:
+                os.chmod(target, 0o600)
+        except OSError as exc:
+            raise ComputeError(
+                f"databricks_settings.pg_compute_tls_settings: cannot copy {source} into "
+                f"PGDATA: {exc.strerror}"
+            ) from exc
+
+
+def databricks_include(path: str) -> str:
+    """The line ensured in pg_hba.conf / pg_ident.conf; upstream's carries a newline of its
+    own, so it never matches a line of the file and is appended at every start."""
+    return f"include_if_exists {path}\n"
+
+
 def finish_pgdata(pspec: ParsedSpec, pgdata: Path) -> None:
-    """The touches after the basebackup: signal file, pg_hba, dynamic shared memory, standby."""
+    """The touches after the basebackup: `databricks_settings` (TLS files and the includes,
+    whenever the field is present, before the md5 line: the first matching pg_hba rule wins),
+    signal file, pg_hba, dynamic shared memory, standby."""
     fixup_signal_files(pgdata)
+    databricks = pspec.spec.databricks_settings
+    if databricks is not None:
+        copy_databricks_tls_files(databricks, pgdata)
+        line_in_file_path(pgdata / "pg_hba.conf", databricks_include(databricks.databricks_pg_hba))
+        line_in_file_path(
+            pgdata / "pg_ident.conf", databricks_include(databricks.databricks_pg_ident)
+        )
     line_in_file_path(pgdata / "pg_hba.conf", PG_HBA_MD5_LINE)
     dynshmem = pgdata / "pg_dynshmem"
     try:
@@ -161,7 +209,7 @@ def finish_pgdata(pspec: ParsedSpec, pgdata: Path) -> None:
 
 async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: ComputeMetrics) -> None:
     # Removing a large leftover PGDATA takes a while: not on the event loop.
-    await asyncio.to_thread(recreate_pgdata, opts.pgdata)
+    await asyncio.to_thread(recreate_pgdata, opts.pgdata, lakebase=opts.lakebase)
     with tracing.span("config"):
         write_postgresql_conf(pspec, opts)
     # A worker thread imports the storage clients (a tenth of a second with grpc), so that

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from compute_ctl.errors import ComputeError
+from compute_ctl.failpoints import PROMOTION, Failpoints
 from compute_ctl.lfc import NO_SPEC, LfcError, maintenance_client, prewarm_display
 from compute_ctl.spec.responses import (
     LfcPrewarmFailed,
@@ -94,6 +95,7 @@ class Promotion:
         lfc: Lfc,
         connstr: str,
         reconfigure: Reconfigure,
+        failpoints: Failpoints | None = None,
         *,
         retries: int = RETRIES,
         interval: float = POLL_INTERVAL,
@@ -103,6 +105,7 @@ class Promotion:
         self.lfc = lfc
         self.connstr = connstr
         self.reconfigure = reconfigure
+        self.failpoints = failpoints
         self.retries = retries
         self.interval = interval
         self.sleep = sleep
@@ -190,6 +193,8 @@ class Promotion:
                 "ALTER SYSTEM SET synchronous_standby_names=walproposer",
             )
             await run("reloading postgres config", "SELECT pg_catalog.pg_reload_conf()")
+            if self.failpoints is not None and await self.failpoints.hit(PROMOTION):
+                raise PromoteError("compute-promotion failpoint")
             row = await run("pg_promote", "SELECT * FROM pg_catalog.pg_promote()")
             if row is None or row[0] is not True:
                 raise PromoteError("pg_promote() failed")

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from compute_ctl import tls, tracing
 from compute_ctl.compute.prepare import PrepareOptions, write_postgresql_conf
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
     from compute_ctl.spec.resolve import ParsedSpec
 
 log = logging.getLogger(__name__)
+
+# Lakebase bounds every statement of the first apply (and of the migrations after it): one
+# stuck that long usually means Postgres cannot reach its pageserver.
+LAKEBASE_START_STATEMENT_TIMEOUT = "2min"
 
 
 @dataclass
@@ -63,6 +68,8 @@ class SpecApplier:
             tls=self.tls_files,
             neon_available=self.neon_available,
             cgroup_prefix=self.params.cgroup_prefix,
+            lakebase=self.params.lakebase_mode,
+            lakebase_port=urlsplit(self.params.connstr).port,
         )
 
     def active_tls(self, spec: ComputeSpec) -> TlsConfig | None:
@@ -100,6 +107,7 @@ class SpecApplier:
         self.ext_stats.update_interval(pspec.spec.suspend_timeout_seconds)
         from compute_ctl.catalog import apply_spec, max_service_connections  # noqa: PLC0415
 
+        lakebase = self.params.lakebase_mode
         with tracing.span("apply_config") as current:
             report = await apply_spec(
                 self.params.connstr,
@@ -107,7 +115,14 @@ class SpecApplier:
                 privileged_role_name=self.params.privileged_role_name,
                 concurrency=max_service_connections(pspec.spec, starting=starting),
                 timeline_id=str(pspec.timeline_id),
-                lakebase=self.params.lakebase_mode,
+                lakebase=lakebase,
+                statement_timeout=LAKEBASE_START_STATEMENT_TIMEOUT
+                if lakebase and starting
+                else "0",
+                # upstream counts these in lakebase mode only
+                on_statement_timeout=self.prom.configure_statement_timeout_errors.inc
+                if lakebase
+                else None,
                 checked=pspec.catalog,
             )
             current.set_attribute("statements", report.executed)
@@ -126,11 +141,15 @@ class SpecApplier:
         if not should_run_migrations(pspec.spec, starting=True):
             return
         try:
+            lakebase = self.params.lakebase_mode
             with tracing.span("handle_migrations"):
                 await run_migrations(
                     self.params.connstr,
                     privileged_role_name=self.params.privileged_role_name,
                     on_failure=lambda k: self.prom.db_migration_failed.labels(str(k)).inc(),
+                    failpoints=self.params.failpoints,
+                    lakebase=lakebase,
+                    statement_timeout=LAKEBASE_START_STATEMENT_TIMEOUT if lakebase else "0",
                 )
         except Exception as exc:
             log.error("migrations failed: %s", chain_text(exc))

@@ -25,7 +25,9 @@ from compute_ctl.errors import ComputeError
 from compute_ctl.logs_export import rsyslog
 from compute_ctl.postgres.conf import audit_requires_endpoint
 from compute_ctl.postgres.process import (
+    DATABRICKS_ENDPOINT_ID_ENV,
     PostgresProcess,
+    databricks_env,
     postgres_env,
     spawn_postgres,
     wait_until_ready,
@@ -95,6 +97,8 @@ class Startup:
 
         spawn_started = time.monotonic()
         env = postgres_env(os.environ, pspec.storage_auth_token)
+        if params.lakebase_mode:
+            env.update(lakebase_env(params, pspec))
         with tracing.span("start_postgres"):
             pg = await spawn_postgres(
                 params.pgbin,
@@ -109,7 +113,12 @@ class Startup:
             preload = asyncio.ensure_future(
                 asyncio.to_thread(importlib.import_module, CATALOG_MODULE)
             )
-            await wait_until_ready(pg, params.pg_init_timeout or DEFAULT_READY_TIMEOUT)
+            # --pg-init-timeout bounds readiness, except in lakebase mode, where it is the
+            # watchdog's limit (compute/lakebase.py) and readiness waits 60 s, as upstream
+            ready_timeout = params.pg_init_timeout or DEFAULT_READY_TIMEOUT
+            await wait_until_ready(
+                pg, DEFAULT_READY_TIMEOUT if params.lakebase_mode else ready_timeout
+            )
         state.metrics.start_postgres_ms = int((time.monotonic() - spawn_started) * 1000)
         await preload
 
@@ -170,6 +179,21 @@ class Startup:
 async def _traced(name: str, work: Awaitable[None]) -> None:
     with tracing.span(name):
         await work
+
+
+def lakebase_env(params: Params, pspec: ParsedSpec) -> dict[str, str]:
+    """The Databricks variables of Postgres' environment (lakebase mode)."""
+    settings = pspec.spec.databricks_settings
+    try:
+        env = databricks_env(
+            instance_id=params.instance_id,
+            compute_id=params.compute_id,
+            workspace_host=settings.databricks_workspace_host if settings else None,
+        )
+    except ValueError as exc:
+        raise ComputeError(str(exc)) from None
+    log.info("Starting Postgres for databricks endpoint id: %s", env[DATABRICKS_ENDPOINT_ID_ENV])
+    return env
 
 
 async def prewarm_vm_memory(params: Params, neon_available: bool, log_out: TextIO | None) -> None:

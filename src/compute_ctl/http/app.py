@@ -130,7 +130,12 @@ EXTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         "/terminate",
         post_terminate,
         (
-            Reply(200, "terminated; the last flush LSN", TerminateResponse),
+            Reply(
+                200,
+                "terminated; the last flush LSN (lakebase, `empty`: an empty body, and the "
+                "process exits 0 five seconds later)",
+                TerminateResponse,
+            ),
             Reply(201, "already terminated", TerminateResponse),
             Reply(400, "a bad query string (plain text)", None, "text/plain"),
             error(412, "the compute is neither empty nor running"),
@@ -313,8 +318,9 @@ INTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         "/failpoints",
         post_failpoints,
         (
-            error(400, "the body is not JSON"),
-            error(412, "this build has no failpoints"),
+            Reply(200, "the failpoints are configured (empty body)", None, None),
+            error(400, "the body is not JSON, or actions that cannot be parsed"),
+            error(412, "not a testing build (no `COMPUTE_CTL_TESTING`)"),
             error(413, "the body is too large"),
             error(415, "no `Content-Type: application/json`"),
             error(422, "the body is not a list of FailpointConfig"),

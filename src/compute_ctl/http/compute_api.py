@@ -44,6 +44,9 @@ class ComputeApi(Protocol):
     def forward_termination(self, *, dev: bool) -> None:
         """Stop the sidecars and ask Postgres for a fast shutdown."""
 
+    def exit_after(self, seconds: float, code: int) -> None:
+        """End the process with `code` that long from now (there is no Postgres to stop)."""
+
     async def signal_refresh(self) -> None:
         """Ask the configurator to fetch the spec again (ComputeError when not allowed)."""
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from compute_ctl.control_plane import status_line
 from compute_ctl.errors import ComputeError
+from compute_ctl.failpoints import PREWARM, Failpoints
 from compute_ctl.lfc.cancel import CancelToken, TokenCancelledError, unless_cancelled
 from compute_ctl.lfc.endpoint_storage import (
     request_object,
@@ -96,9 +97,14 @@ class Lfc:
     """Prewarm and offload of one compute's LFC; `pspec` reads the compute's current spec."""
 
     def __init__(
-        self, connstr: str, pspec: Callable[[], ParsedSpec | None], prom: PromMetrics
+        self,
+        connstr: str,
+        pspec: Callable[[], ParsedSpec | None],
+        prom: PromMetrics,
+        failpoints: Failpoints | None = None,
     ) -> None:
         self.connstr = connstr
+        self.failpoints = failpoints
         self.pspec = pspec
         self.prom = prom
         # Constants, built without validation: no model is built on the start-up path.
@@ -148,6 +154,8 @@ class Lfc:
 
     async def _prewarm(self, from_endpoint: str | None, token: CancelToken) -> LfcPrewarmState:
         obj = state_object(self.pspec(), from_endpoint)
+        if self.failpoints is not None and await self.failpoints.hit(PREWARM):
+            raise LfcError("compute-prewarm failpoint")
         log.info("requesting LFC state from endpoint storage: %s", obj.url)
         try:
             try:

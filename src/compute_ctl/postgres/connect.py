@@ -24,12 +24,15 @@ def _option_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
-def startup_options(role: str = ADMIN_ROLE, *, pgaudit: bool = True) -> str:
+def startup_options(
+    role: str = ADMIN_ROLE, *, pgaudit: bool = True, statement_timeout: str = "0"
+) -> str:
+    """`statement_timeout` is 0 except for lakebase's catalog sessions (`2min`)."""
     options = [
         f"-c role={_option_value(role)}",
         "-c default_transaction_read_only=off",
         "-c search_path=''",
-        "-c statement_timeout=0",
+        f"-c statement_timeout={_option_value(statement_timeout)}",
     ]
     if pgaudit:
         options.append("-c pgaudit.log=none")
@@ -43,13 +46,14 @@ def conninfo_params(
     dbname: str | None = None,
     role: str = ADMIN_ROLE,
     pgaudit: bool = True,
+    statement_timeout: str = "0",
 ) -> dict[str, Any]:
     """libpq parameters for `connstr` with our startup options prepended to its own."""
     from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 - see connect()
 
     params: dict[str, Any] = dict(conninfo_to_dict(connstr))
     existing = params.get("options")
-    ours = startup_options(role, pgaudit=pgaudit)
+    ours = startup_options(role, pgaudit=pgaudit, statement_timeout=statement_timeout)
     params["options"] = f"{ours} {existing}" if existing else ours
     params["application_name"] = application_name
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
@@ -65,12 +69,18 @@ async def connect(
     *,
     role: str = ADMIN_ROLE,
     pgaudit: bool = True,
+    statement_timeout: str = "0",
 ) -> psycopg.AsyncConnection[Any]:
     """An autocommit connection with the startup options; never prepares statements."""
     import psycopg  # noqa: PLC0415 - psycopg is heavy: off the start-up path
 
     params = conninfo_params(
-        connstr, application_name=application_name, dbname=dbname, role=role, pgaudit=pgaudit
+        connstr,
+        application_name=application_name,
+        dbname=dbname,
+        role=role,
+        pgaudit=pgaudit,
+        statement_timeout=statement_timeout,
     )
     return await psycopg.AsyncConnection.connect(**params, autocommit=True, prepare_threshold=None)
 

@@ -194,5 +194,27 @@ def postgres_env(base: Mapping[str, str], token: str | None) -> dict[str, str]:
     return env
 
 
+DATABRICKS_ENDPOINT_ID_ENV = "DATABRICKS_ENDPOINT_ID"
+DATABRICKS_WORKSPACE_HOST_ENV = "DATABRICKS_WORKSPACE_HOST"
+
+
+def databricks_env(
+    *, instance_id: str | None, compute_id: str | None, workspace_host: str | None
+) -> dict[str, str]:
+    """What Postgres reads in lakebase mode: the endpoint id internal tokens are scoped to
+    (`INSTANCE_ID`, else the part of the compute id before its first `/`), and the workspace
+    host Databricks tokens are checked against (empty when the spec has none)."""
+    if instance_id is not None:
+        endpoint_id = instance_id
+    elif compute_id is not None:
+        endpoint_id = compute_id.split("/", 1)[0]
+    else:
+        raise ValueError("lakebase mode needs INSTANCE_ID or --compute-id")
+    return {
+        DATABRICKS_ENDPOINT_ID_ENV: endpoint_id,
+        DATABRICKS_WORKSPACE_HOST_ENV: workspace_host or "",
+    }
+
+
 def default_env() -> dict[str, str]:
     return dict(os.environ)

@@ -11,6 +11,7 @@ import pytest
 from compute_ctl.catalog import check_migration_effects, run_migrations, should_run_migrations
 from compute_ctl.catalog.migrations import migrations
 from compute_ctl.errors import CatalogError
+from compute_ctl.failpoints import Failpoints
 from tests.integration.catalog.conftest import apply, execute, rows, spec_of
 from tests.support.pgserver import PgServer
 
@@ -67,6 +68,27 @@ def test_a_failed_migration_stops_and_resumes(pg: PgServer) -> None:
     report = asyncio.run(run_migrations(pg.connstr()))
     assert report.previous_id == 4
     assert report.skipped == [5, 6, 7, 8, 9]
+    assert _counter(pg) == LAST
+
+
+def test_the_compute_migration_failpoint(pg: PgServer) -> None:
+    """Upstream's test_compute_migrations_retry: each start with `compute-migration=return(i)`
+    applies the migrations before i, fails i (counted once) and leaves the counter at i - 1;
+    a start without the failpoint applies the rest. Without the testing switch FAILPOINTS
+    does nothing."""
+    execute(pg, "DROP SCHEMA IF EXISTS neon_migration CASCADE")
+    for i in range(1, LAST + 1):
+        points = Failpoints.from_environ(
+            {"COMPUTE_CTL_TESTING": "1", "FAILPOINTS": f"compute-migration=return({i})"}
+        )
+        failed: list[int] = []
+        with pytest.raises(CatalogError, match=f"migration {i} was configured to fail"):
+            asyncio.run(run_migrations(pg.connstr(), failpoints=points, on_failure=failed.append))
+        assert failed == [i]
+        assert _counter(pg) == i - 1
+    off = Failpoints.from_environ({"FAILPOINTS": "compute-migration=return(1)"})
+    report = asyncio.run(run_migrations(pg.connstr(), failpoints=off))
+    assert (report.previous_id, report.current_id) == (LAST - 1, LAST)
     assert _counter(pg) == LAST
 
 

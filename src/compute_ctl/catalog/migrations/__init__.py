@@ -9,7 +9,9 @@ raises an error unless the migration's effect is in place.
 
 Migration texts may name the privileged role as `{privileged_role}` (an identifier) or
 `{privileged_role_literal}` (a string literal); both are filled in by `psycopg.sql`, so a file
-must contain no other braces.
+must contain no other braces. In lakebase mode, upstream rewrites `neon_superuser` into
+`databricks_superuser` in every migration it runs; the role name is the only place where our
+texts can contain it, so the rewrite is done there (`migration_role`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from psycopg import sql
 from compute_ctl.catalog.execute import error_text
 from compute_ctl.catalog.plan import DEFAULT_PRIVILEGED_ROLE
 from compute_ctl.errors import CatalogError, ConfigError
+from compute_ctl.failpoints import MIGRATION, Failpoints
 from compute_ctl.postgres.connect import ADMIN_ROLE, connect
 from compute_ctl.spec.models import ComputeSpec
 
@@ -98,6 +101,13 @@ def render(text: str, privileged_role_name: str) -> sql.Composed:
     )
 
 
+def migration_role(privileged_role_name: str, *, lakebase: bool) -> str:
+    """The privileged role the migrations name (lakebase: `neon_superuser` rewritten)."""
+    if lakebase:
+        return privileged_role_name.replace("neon_superuser", "databricks_superuser")
+    return privileged_role_name
+
+
 def should_run_migrations(spec: ComputeSpec, *, starting: bool) -> bool:
     """Only at start-up, only on a primary, only when catalog updates are not skipped."""
     return starting and spec.mode.is_primary and not spec.skip_pg_catalog_updates
@@ -131,14 +141,21 @@ async def run_migrations(
     privileged_role_name: str = DEFAULT_PRIVILEGED_ROLE,
     fail_at: int | None = None,
     on_failure: Callable[[int], None] | None = None,
+    failpoints: Failpoints | None = None,
+    lakebase: bool = False,
+    statement_timeout: str = "0",
 ) -> MigrationReport:
     """Apply the migrations after the recorded one. `fail_at` fails that migration just
-    before its counter update (upstream's `compute-migration` failpoint); `on_failure` is told
-    the id of a failed migration (for the `compute_ctl_db_migration_failed_total` metric).
-    Raises CatalogError naming the migration on failure."""
+    before its counter update, and so does upstream's `compute-migration` failpoint
+    (`return(N)` fails migration N) when `failpoints` are given; `on_failure` is told the id
+    of a failed migration (for the `compute_ctl_db_migration_failed_total` metric). Raises
+    CatalogError naming the migration on failure."""
     log.info("handle migrations")
     report = MigrationReport()
-    conn = await connect(connstr, application_name=MIGRATIONS_APPLICATION_NAME)
+    privileged_role_name = migration_role(privileged_role_name, lakebase=lakebase)
+    conn = await connect(
+        connstr, application_name=MIGRATIONS_APPLICATION_NAME, statement_timeout=statement_timeout
+    )
     async with conn:
         try:
             current = await _prepare(conn)
@@ -147,7 +164,7 @@ async def run_migrations(
         report.previous_id = report.current_id = current
         for migration in migrations()[current:]:
             try:
-                await _run_one(conn, migration, privileged_role_name, fail_at)
+                await _run_one(conn, migration, privileged_role_name, fail_at, failpoints)
             except (psycopg.Error, CatalogError) as exc:
                 message = exc.message if isinstance(exc, CatalogError) else error_text(exc)
                 log.error("Failed to run migration id=%d: %s", migration.id, message)
@@ -165,6 +182,7 @@ async def _run_one(
     migration: Migration,
     privileged_role_name: str,
     fail_at: int | None,
+    failpoints: Failpoints | None,
 ) -> None:
     async with conn.transaction():
         if migration.skipped:
@@ -173,13 +191,21 @@ async def _run_one(
             text = render(migration.text, privileged_role_name)
             log.info("Running migration id=%d:\n%s\n", migration.id, text.as_string(conn))
             await conn.execute(text)
-        if fail_at == migration.id:
+        if fail_at == migration.id or await _failpoint_hit(failpoints, migration.id):
             raise CatalogError(
                 PHASE,
                 f"migration id={migration.id}",
                 f"migration {migration.id} was configured to fail because of a failpoint",
             )
         await conn.execute("UPDATE neon_migration.migration_id SET id = %s", (migration.id,))
+
+
+async def _failpoint_hit(failpoints: Failpoints | None, migration_id: int) -> bool:
+    """Upstream's `compute-migration` failpoint: its `return` argument is the id to fail."""
+    if failpoints is None:
+        return False
+    value = await failpoints.evaluate(MIGRATION)
+    return value is not None and value.strip() == str(migration_id)
 
 
 async def check_migration_effects(

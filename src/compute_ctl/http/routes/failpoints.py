@@ -1,9 +1,10 @@
-"""`POST /failpoints` (internal): configure failpoints; this build has none.
+"""`POST /failpoints` (internal): configure failpoints, in testing builds only.
 
 Upstream serves the route only in its testing builds, where it configures the `fail` crate's
-failpoints; a testing build compiled without failpoint support answers 412. compute_ctl has
-no failpoints, so it always answers that 412, after checking the body as upstream's JSON
-extractor does.
+failpoints; a build compiled without failpoint support answers 412. Here the testing switch
+(`COMPUTE_CTL_TESTING`, docs/deploying.md) plays the part of the testing build: with it, the
+entries are applied in order (`compute_ctl/failpoints.py`); without it, every well-formed body
+gets that 412. The body is checked first either way, as upstream's JSON extractor does.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from compute_ctl.failpoints import FailpointError
 from compute_ctl.http.body import BodyError, read_json_as
 from compute_ctl.http.responses import json_error
 from compute_ctl.http.schemas import ConfigureFailpointsRequest
@@ -27,16 +29,26 @@ _REQUEST = TypeAdapter(ConfigureFailpointsRequest)
 
 
 async def post_failpoints(request: Request, compute: ComputeApi) -> Response:
-    """Configure failpoints: not supported by this build.
+    """Configure failpoints (with the testing switch only).
 
-    400: the body is not JSON.
-    412: always, for a well-formed body: this build has no failpoints.
+    200: the failpoints are configured (empty body).
+    400: the body is not JSON, or an entry's actions cannot be parsed (entries before it are
+    applied, as upstream).
+    412: for a well-formed body without the testing switch.
     413: the body is too large.
     415: no `Content-Type: application/json`.
     422: the body is not a list of `{"name", "actions"}`.
     """
     try:
-        await read_json_as(request, _REQUEST)
+        entries = await read_json_as(request, _REQUEST)
     except BodyError as exc:
         return json_error(exc.message, exc.status_code)
-    return json_error(NOT_SUPPORTED, 412)
+    failpoints = compute.params.failpoints
+    if not failpoints.enabled:
+        return json_error(NOT_SUPPORTED, 412)
+    for entry in entries:
+        try:
+            failpoints.configure(entry.name, entry.actions)
+        except FailpointError as exc:
+            return json_error(f"failed to configure failpoints: {exc}", 400)
+    return Response(status_code=200)

@@ -1,7 +1,13 @@
-"""`POST /terminate[?mode=fast|immediate]`: stop Postgres and end the compute."""
+"""`POST /terminate[?mode=fast|immediate]`: stop Postgres and end the compute.
+
+In lakebase mode an `empty` compute has no Postgres to stop: as upstream, it answers 200 with
+an empty body and the process exits 0 five seconds later (time for the answer to reach the
+caller); its status stays `empty` meanwhile.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -13,6 +19,10 @@ from compute_ctl.state import ComputeStatus, WrongStateError
 
 if TYPE_CHECKING:
     from compute_ctl.http.compute_api import ComputeApi
+
+log = logging.getLogger(__name__)
+
+EMPTY_LAKEBASE_EXIT_DELAY = 5.0
 
 MODES = {
     "fast": ComputeStatus.TERMINATION_PENDING_FAST,
@@ -39,6 +49,7 @@ async def post_terminate(request: Request, compute: ComputeApi) -> Response:
     """Terminate: Postgres is stopped (fast: SIGINT, immediate: the same, shorter linger).
 
     200: `{"lsn": <last flush LSN or null>}` once terminated.
+    200 (empty body): lakebase mode, `empty`: the process exits 0 five seconds later.
     201: `{"lsn": ...}` the compute was already terminated.
     400: a bad query string (plain text).
     412: the compute is neither `empty` nor `running` (nor terminated).
@@ -47,6 +58,10 @@ async def post_terminate(request: Request, compute: ComputeApi) -> Response:
     if isinstance(pending, str):
         return PlainTextResponse(pending, status_code=400)
     state = compute.state
+    if compute.params.lakebase_mode and state.status is ComputeStatus.EMPTY:
+        log.info("terminating empty compute - will exit process")
+        compute.exit_after(EMPTY_LAKEBASE_EXIT_DELAY, 0)
+        return Response(status_code=200)
     try:
         if not await state.request_termination(pending):
             return json_ok({"lsn": _lsn(compute)}, 201)
