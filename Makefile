@@ -6,10 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit postgres test-tools proto bench clean
+.PHONY: run test lint typecheck unit postgres test-tools proto bench clean lock lowest
 
 # The venv and the system packages come from scripts/install.sh, which the Dockerfile runs too.
-$(STAMP): pyproject.toml scripts/install.sh
+$(STAMP): pyproject.toml requirements-dev.lock scripts/install.sh
 	PYTHON=$(PYTHON) bash scripts/install.sh venv $(VENV) --dev
 	touch $(STAMP)
 
@@ -42,6 +42,21 @@ unit: $(STAMP)
 
 test: $(STAMP) postgres test-tools lint typecheck unit
 
+# The lock files, with hashes, from pyproject.toml: requirements.lock is what the image and
+# `install.sh system` install, requirements-dev.lock what `make test` and CI run with. Run after
+# changing a dependency; `make lowest` then checks the floors.
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	--generate-hashes --no-header --quiet
+lock: $(STAMP)
+	$(UV_COMPILE) --upgrade -o requirements.lock
+	$(UV_COMPILE) --upgrade --extra dev -o requirements-dev.lock
+
+# The unit tests with the lowest versions pyproject.toml allows, so that a floor cannot lie.
+LOWEST_VENV := .venv-lowest
+lowest: $(STAMP)
+	PYTHON=$(PYTHON) bash scripts/install.sh lowest $(LOWEST_VENV) $(BIN)/uv
+	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
+
 # Regenerate the gRPC modules from storage/proto/page_service.proto (a test checks they are fresh).
 proto: $(STAMP)
 	$(BIN)/python -m compute_ctl.storage.proto.generate
@@ -66,4 +81,4 @@ bench: $(STAMP) postgres
 	$(BIN)/python bench/report.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST_VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -6,8 +6,12 @@
 #   scripts/install.sh test-tools       what the tests use besides Python, each only when
 #                                       missing: systemd-analyze, unshare/nsenter/setpriv,
 #                                       the shell script linter, pgbouncer, gdb and rsyslog
-#   scripts/install.sh venv DIR [--dev] a virtual environment at DIR with compute_ctl installed;
-#                                       --dev: editable, with the development extras
+#   scripts/install.sh venv DIR [--dev] a virtual environment at DIR with compute_ctl installed
+#                                       and its dependencies from requirements.lock; --dev:
+#                                       editable, from requirements-dev.lock (`make lock`)
+#   scripts/install.sh deps DIR [--dev] only the locked dependencies (the image's cached layer)
+#   scripts/install.sh lowest DIR UV    DIR: a venv with the lowest versions pyproject.toml
+#                                       allows, made with the uv at UV (`make lowest`)
 #   scripts/install.sh system           a machine that runs computes (the container image, a
 #                                       systemd host): the postgres user, PostgreSQL, a venv at
 #                                       /opt/compute_ctl, /usr/local/bin/compute_ctl,
@@ -97,17 +101,40 @@ step_venv() {
 		say "venv: unknown option $dev"
 		exit 2
 	fi
-	if ! "$PYTHON" -m venv "$dir"; then
+	step_deps "$dir" "$dev"
+	say "venv: compute_ctl into $dir"
+	if [[ -n "$dev" ]]; then
+		"$dir/bin/pip" install --quiet --no-deps -e "$ROOT"
+	else
+		"$dir/bin/pip" install --quiet --no-cache-dir --no-deps "$ROOT"
+	fi
+}
+
+# The dependencies alone, exactly as locked (with their hashes): the image installs them in a
+# layer of their own, before the source is copied in. PIP_CERT, when set, is the CA bundle pip
+# trusts (a TLS proxy in front of the package index).
+step_deps() {
+	local dir="${1:?usage: install.sh deps DIR [--dev]}" dev="${2:-}" lock=requirements.lock
+	if [[ -n "$dev" ]]; then lock=requirements-dev.lock; fi
+	if [[ ! -x "$dir/bin/python" ]] && ! "$PYTHON" -m venv "$dir"; then
 		say "venv: $PYTHON cannot make a venv, installing python3-venv"
 		apt_install python3-venv
 		"$PYTHON" -m venv "$dir"
 	fi
-	"$dir/bin/pip" install --quiet --upgrade pip
-	if [[ -n "$dev" ]]; then
-		"$dir/bin/pip" install --quiet -e "${ROOT}[dev]"
-	else
-		"$dir/bin/pip" install --quiet --no-cache-dir "$ROOT"
-	fi
+	say "venv: the dependencies of $lock into $dir (pip is quiet for a minute the first time)"
+	"$dir/bin/pip" install --quiet --no-cache-dir --require-hashes \
+		-r "$ROOT/$lock"
+}
+
+# The unit tests against the lowest versions pyproject.toml allows for direct dependencies,
+# so that a declared floor cannot be wrong unnoticed (uv comes from the development venv).
+step_lowest() {
+	local dir="${1:?usage: install.sh lowest DIR UV}" uv="${2:?usage: install.sh lowest DIR UV}"
+	rm -rf "$dir"
+	"$uv" venv --quiet --python "$PYTHON" "$dir"
+	say "lowest: the lowest allowed versions into $dir"
+	"$uv" pip install --quiet --python "$dir/bin/python" --resolution lowest-direct \
+		"${ROOT}[test]"
 }
 
 step_system() {
@@ -157,6 +184,8 @@ case "$step" in
 postgres) step_postgres ;;
 test-tools) step_test_tools ;;
 venv) step_venv "$@" ;;
+deps) step_deps "$@" ;;
+lowest) step_lowest "$@" ;;
 system) step_system ;;
 systemd) step_systemd ;;
 clean) step_clean ;;
