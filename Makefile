@@ -78,6 +78,7 @@ bench: $(STAMP) postgres
 	fi
 	$(BIN)/python bench/basebackup.py
 	$(BIN)/python bench/api_latency.py
+	-$(BIN)/python bench/pid1_memory.py
 	$(BIN)/python bench/report.py
 
 clean:
