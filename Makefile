@@ -48,7 +48,7 @@ test: $(STAMP) postgres test-tools lint typecheck unit
 UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
 	--generate-hashes --no-header --quiet
 lock: $(STAMP)
-	$(UV_COMPILE) --upgrade -o requirements.lock
+	$(UV_COMPILE) --upgrade --extra manual -o requirements.lock
 	$(UV_COMPILE) --upgrade --extra dev -o requirements-dev.lock
 
 # The unit tests with the lowest versions pyproject.toml allows, so that a floor cannot lie.

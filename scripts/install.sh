@@ -15,8 +15,11 @@
 #   scripts/install.sh system           a machine that runs computes (the container image, a
 #                                       systemd host): the postgres user, PostgreSQL, a venv at
 #                                       /opt/compute_ctl, /usr/local/bin/compute_ctl,
-#                                       compute-ctl-probe and docker-entrypoint.sh, and
+#                                       compute-ctl-probe and docker-entrypoint.sh, its man
+#                                       page and shell completion (`manual`), and
 #                                       /var/db/postgres for the data directory
+#   scripts/install.sh manual VENV DIR  compute_ctl's man page and shell completion under DIR
+#                                       (share/), made with VENV's tools (`system` does it)
 #   scripts/install.sh systemd          the unit and an environment file to edit (systemd hosts)
 #   scripts/install.sh clean            drop apt's package lists and caches (image builds)
 #
@@ -155,9 +158,29 @@ step_system() {
 	"${SUDO[@]}" ln -sf "$PREFIX/bin/compute_ctl" "$BINDIR/compute_ctl"
 	"${SUDO[@]}" install -m 0755 "$ROOT/deploy/compute_ctl_probe.py" "$BINDIR/compute-ctl-probe"
 	"${SUDO[@]}" install -m 0755 "$ROOT/deploy/docker-entrypoint.sh" "$BINDIR/docker-entrypoint.sh"
+	step_manual "$PREFIX" /usr/local/share
 	# compute_ctl deletes and re-creates PGDATA, so the user needs to own the parent directory.
 	"${SUDO[@]}" install -d -m 0750 -o postgres -g postgres "$DATA_PARENT"
 	say "system: $BINDIR/compute_ctl ($("$PREFIX/bin/compute_ctl" --help >/dev/null && echo ok))"
+}
+
+# compute_ctl's man page and its bash and zsh completion, made from its argument parser by the
+# tools of requirements.lock's `manual` extra, so they always match the flags.
+step_manual() {
+	local venv="${1:?usage: install.sh manual VENV SHAREDIR}" share="${2:?usage: install.sh manual VENV SHAREDIR}"
+	local version
+	version="$("$venv/bin/python" -c 'import compute_ctl; print(compute_ctl.__version__)')"
+	"${SUDO[@]}" mkdir -p "$share/man/man1" "$share/bash-completion/completions" \
+		"$share/zsh/site-functions"
+	"$venv/bin/argparse-manpage" --module compute_ctl.cli --function build_parser \
+		--prog compute_ctl --project-name compute_ctl --version "$version" \
+		--description "the supervisor of a PostgreSQL compute node" \
+		--output "$share/man/man1/compute_ctl.1"
+	"$venv/bin/shtab" --shell=bash compute_ctl.cli.build_parser \
+		>"$share/bash-completion/completions/compute_ctl"
+	"$venv/bin/shtab" --shell=zsh compute_ctl.cli.build_parser \
+		>"$share/zsh/site-functions/_compute_ctl"
+	say "manual: $share/man/man1/compute_ctl.1 and the bash and zsh completion"
 }
 
 step_systemd() {
@@ -187,6 +210,7 @@ venv) step_venv "$@" ;;
 deps) step_deps "$@" ;;
 lowest) step_lowest "$@" ;;
 system) step_system ;;
+manual) step_manual "$@" ;;
 systemd) step_systemd ;;
 clean) step_clean ;;
 *)
