@@ -28,7 +28,9 @@ import yaml
 
 from compute_ctl.cli import parse_params
 from compute_ctl.compute.node import STOP_TIMEOUT
+from compute_ctl.logs_export import rsyslog
 from compute_ctl.params import Params
+from compute_ctl.sidecars import SidecarLocations
 from compute_ctl.spec.load import load_compute_config
 from compute_ctl.spec.resolve import resolve
 from compute_ctl.state import ComputeStatus
@@ -383,6 +385,29 @@ def test_unit_command_line_with_the_example_environment() -> None:
     assert sources[0].config_path == Path("/etc/compute_ctl/config.json")
     assert sources[1].control_plane_uri == "http://control-plane:9090"
     assert {p.compute_id for p in sources} == {"compute-1"}
+
+
+def test_unit_notifies_and_its_hardening_leaves_the_default_paths_writable() -> None:
+    assert unit_value("Type") == "notify"
+    assert unit_value("NotifyAccess") == "main"
+    assert unit_value("ProtectSystem") == "full"  # /usr, /boot, /efi and /etc read-only
+    writable = [Path(p.lstrip("-")) for p in (unit_value("ReadWritePaths") or "").split()]
+    locations = SidecarLocations.from_environ({}, vm=False)
+    vm = SidecarLocations.from_environ({}, vm=True)
+    defaults = [
+        rsyslog.DEFAULT_DIR,
+        locations.local_proxy_dir,
+        locations.pgbouncer_ini,
+        vm.pgbouncer_ini,
+        locations.pgbouncer_pid_file,
+    ]
+    for path in defaults:
+        protected = path.parts[1] in ("usr", "boot", "efi", "etc")
+        if protected:
+            assert any(path.is_relative_to(w) for w in writable), path
+        if path.is_relative_to("/tmp"):
+            # pgbouncer writes it in the host's /tmp: a private /tmp would hide it.
+            assert unit_value("PrivateTmp") in (None, "no", "false"), path
 
 
 def test_unit_command_line_with_defaults_only() -> None:

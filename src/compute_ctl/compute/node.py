@@ -18,6 +18,7 @@ import signal
 import sys
 from typing import Protocol, TextIO
 
+from compute_ctl import sd_notify
 from compute_ctl.compute import shutdown, vm_tools
 from compute_ctl.compute.configurator import Configurator
 from compute_ctl.compute.extensions_stats import ExtensionStats
@@ -71,6 +72,7 @@ class ComputeNode:
         self.prom = prom if prom is not None else PromMetrics()
         self.prom.set_status(self.state.status)
         self.state.listeners.append(self.prom.set_status)
+        self.state.listeners.extend(sd_notify.listeners(os.environ))  # under systemd
         self.log_out = log_out
         self.pg: PostgresProcess | None = None
         self.delay_exit = False
