@@ -15,6 +15,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -26,8 +27,10 @@ from typing import Any
 import pytest
 import yaml
 
+from compute_ctl import __version__
 from compute_ctl.cli import parse_params
 from compute_ctl.compute.node import STOP_TIMEOUT
+from compute_ctl.http.app import EXTERNAL_ROUTES
 from compute_ctl.logs_export import rsyslog
 from compute_ctl.params import Params
 from compute_ctl.sidecars import SidecarLocations
@@ -576,23 +579,109 @@ def http_get_ok(port: int, path: str) -> bool:
         return False
 
 
-def test_kubernetes_readiness_accepts_only_running(api: FakeApi, probe_bin: Path) -> None:
-    probe = compute_container()["readinessProbe"]
-    env = {**container_env(), "EXTERNAL_HTTP_PORT": str(api.port)}
-    assert ready_statuses(api, probe["exec"]["command"], probe_bin, env) == {"running"}
-
-
-def test_kubernetes_liveness_spares_a_compute_that_is_starting(api: FakeApi) -> None:
+def test_kubernetes_probes_are_the_unauthenticated_routes() -> None:
+    """readiness → /readyz (200 only in `running`), liveness and startup → /livez (200 in every
+    status): tests/unit/test_probe_routes.py checks the answers of both in every status."""
     container = compute_container()
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    for name in ("livenessProbe", "startupProbe"):
+    unauthenticated = {route.path for route in EXTERNAL_ROUTES if not route.auth}
+    paths = {}
+    for name in ("readinessProbe", "livenessProbe", "startupProbe"):
         check = container[name]["httpGet"]
         assert ports[check["port"]] == int(container_env()["EXTERNAL_HTTP_PORT"])
-        for status in ComputeStatus:
-            api.status = status.value
-            assert http_get_ok(api.port, check["path"]), (name, status)
+        assert check["path"] in unauthenticated
+        paths[name] = check["path"]
+    assert paths == {
+        "readinessProbe": "/readyz",
+        "livenessProbe": "/livez",
+        "startupProbe": "/livez",
+    }
     startup = container["startupProbe"]
     assert startup["failureThreshold"] * startup["periodSeconds"] >= 30
+
+
+def test_kubernetes_image_is_a_local_tag_not_latest() -> None:
+    container = compute_container()
+    name, _, tag = container["image"].rpartition(":")
+    assert (name, tag) == ("compute_ctl", __version__)  # what `make image` tags
+    assert container["imagePullPolicy"] == "IfNotPresent"
+
+
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+def test_kubernetes_meets_the_restricted_pod_security_level() -> None:
+    """The Pod Security Standards' "restricted" profile, control by control (it includes
+    "baseline"), for every container of the pod."""
+    pod = manifests()["Deployment"]["spec"]["template"]["spec"]
+    pod_context = pod.get("securityContext", {})
+    containers = pod["containers"] + pod.get("initContainers", [])
+    # baseline: no host namespaces, host paths or host ports, nothing privileged
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(key), key
+    for volume in pod["volumes"]:
+        kinds = set(volume) - {"name"}
+        assert kinds <= RESTRICTED_VOLUMES, volume
+    assert "sysctls" not in pod_context
+    for container in containers:
+        context = container.get("securityContext", {})
+        name = container["name"]
+        assert not context.get("privileged"), name
+        assert context.get("procMount", "Default") == "Default", name
+        assert all("hostPort" not in port for port in container.get("ports", [])), name
+        # restricted
+        assert context.get("allowPrivilegeEscalation") is False, name
+        assert context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is True, name
+        assert context.get("runAsUser", pod_context.get("runAsUser")) != 0, name
+        seccomp = context.get("seccompProfile", pod_context.get("seccompProfile", {}))
+        assert seccomp.get("type") in ("RuntimeDefault", "Localhost"), name
+        capabilities = context.get("capabilities", {})
+        assert capabilities.get("drop") == ["ALL"], name
+        assert set(capabilities.get("add", [])) <= {"NET_BIND_SERVICE"}, name
+
+
+def test_kubernetes_manifest_validates_strictly() -> None:
+    """Against the schemas of the newest Kubernetes version kubernetes-validate knows, refusing
+    unknown fields (`--strict`)."""
+    tool = Path(sys.executable).parent / "kubernetes-validate"
+    if not tool.exists():
+        pytest.fail("kubernetes-validate is missing: it comes with the dev extra")
+    result = subprocess.run(
+        [str(tool), "--strict", str(MANIFEST)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == 3, result.stdout
+
+
+def test_kubernetes_kustomize_base_renders_the_manifest() -> None:
+    base = yaml.safe_load((DEPLOY / "kubernetes" / "kustomization.yaml").read_text())
+    assert base["resources"] == [MANIFEST.name]
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: the base is checked as text only")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(MANIFEST.parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = {doc["kind"]: doc for doc in yaml.safe_load_all(result.stdout)}
+    assert rendered == manifests()
 
 
 def test_kubernetes_ports_and_stop() -> None:
