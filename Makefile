@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit postgres test-tools proto bench clean lock lowest
+.PHONY: run test lint typecheck unit postgres test-tools proto bench clean lock lowest image \
+	image-test
 
 # The venv and the system packages come from scripts/install.sh, which the Dockerfile runs too.
 $(STAMP): pyproject.toml requirements-dev.lock scripts/install.sh
@@ -56,6 +57,19 @@ LOWEST_VENV := .venv-lowest
 lowest: $(STAMP)
 	PYTHON=$(PYTHON) bash scripts/install.sh lowest $(LOWEST_VENV) $(BIN)/uv
 	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
+
+# The container image, built here without a registry or a daemon: a Debian base made with
+# mmdebstrap, then the Dockerfile built with buildah (scripts/image.sh; PIP_CA_BUNDLE names a
+# CA bundle for pip behind a TLS proxy). image-test runs the built image's entrypoint against
+# the storage stand-ins until it is running, answers SQL and terminates.
+IMAGE ?= compute_ctl:$(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+image:
+	bash scripts/install.sh image-tools
+	IMAGE=$(IMAGE) bash scripts/image.sh base
+	IMAGE=$(IMAGE) bash scripts/image.sh build
+
+image-test: $(STAMP) postgres image
+	COMPUTE_CTL_IMAGE=$(IMAGE) $(BIN)/pytest -q tests/e2e/test_image.py
 
 # Regenerate the gRPC modules from storage/proto/page_service.proto (a test checks they are fresh).
 proto: $(STAMP)

@@ -20,6 +20,8 @@
 #                                       /var/db/postgres for the data directory
 #   scripts/install.sh manual VENV DIR  compute_ctl's man page and shell completion under DIR
 #                                       (share/), made with VENV's tools (`system` does it)
+#   scripts/install.sh system-packages  only the postgres user, PostgreSQL and python3-venv
+#   scripts/install.sh image-tools      mmdebstrap and buildah, each only when missing
 #   scripts/install.sh systemd          the unit and an environment file to edit (systemd hosts)
 #   scripts/install.sh clean            drop apt's package lists and caches (image builds)
 #
@@ -140,7 +142,9 @@ step_lowest() {
 		"${ROOT}[test]"
 }
 
-step_system() {
+# What a compute host needs besides compute_ctl: the postgres user, Debian's PostgreSQL and an
+# interpreter that makes venvs. The image installs it in a layer of its own.
+step_system_packages() {
 	if ! getent group postgres >/dev/null; then
 		"${SUDO[@]}" groupadd --system --gid "${POSTGRES_GID:-999}" postgres
 	fi
@@ -152,16 +156,35 @@ step_system() {
 	if [[ ! -x /usr/bin/python3 ]] || ! deb_installed python3-venv; then
 		apt_install python3 python3-venv
 	fi
+}
+
+step_system() {
+	step_system_packages
 	"${SUDO[@]}" mkdir -p "$PREFIX"
 	if [[ -n "${SUDO[*]}" ]]; then "${SUDO[@]}" chown "$(id -u)" "$PREFIX"; fi
 	PYTHON=/usr/bin/python3 step_venv "$PREFIX"
 	"${SUDO[@]}" ln -sf "$PREFIX/bin/compute_ctl" "$BINDIR/compute_ctl"
 	"${SUDO[@]}" install -m 0755 "$ROOT/deploy/compute_ctl_probe.py" "$BINDIR/compute-ctl-probe"
 	"${SUDO[@]}" install -m 0755 "$ROOT/deploy/docker-entrypoint.sh" "$BINDIR/docker-entrypoint.sh"
+	"${SUDO[@]}" install -m 0755 "$ROOT/deploy/healthcheck.sh" "$BINDIR/compute-ctl-healthcheck"
 	step_manual "$PREFIX" /usr/local/share
 	# compute_ctl deletes and re-creates PGDATA, so the user needs to own the parent directory.
 	"${SUDO[@]}" install -d -m 0750 -o postgres -g postgres "$DATA_PARENT"
-	say "system: $BINDIR/compute_ctl ($("$PREFIX/bin/compute_ctl" --help >/dev/null && echo ok))"
+	say "system: $BINDIR/compute_ctl ($("$PREFIX/bin/compute_ctl" --version))"
+}
+
+# What `make image` builds with, each only when missing: mmdebstrap makes the Debian base,
+# buildah builds the Dockerfile and runs the image (no daemon, no registry needed).
+step_image_tools() {
+	local missing=()
+	command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+	command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+	if ((${#missing[@]} == 0)); then
+		say "image tools: found"
+		return
+	fi
+	say "image tools: installing ${missing[*]}"
+	apt_install "${missing[@]}"
 }
 
 # compute_ctl's man page and its bash and zsh completion, made from its argument parser by the
@@ -209,7 +232,9 @@ test-tools) step_test_tools ;;
 venv) step_venv "$@" ;;
 deps) step_deps "$@" ;;
 lowest) step_lowest "$@" ;;
+system-packages) step_system_packages ;;
 system) step_system ;;
+image-tools) step_image_tools ;;
 manual) step_manual "$@" ;;
 systemd) step_systemd ;;
 clean) step_clean ;;

@@ -48,7 +48,9 @@ ENV_EXAMPLE = DEPLOY / "compute_ctl.env.example"
 MANIFEST = DEPLOY / "kubernetes" / "compute.yaml"
 PROBE = DEPLOY / "compute_ctl_probe.py"
 DEPLOYING = PROJECT_ROOT / "docs" / "deploying.md"
-SHELL_SCRIPTS = [INSTALL, ENTRYPOINT]
+HEALTHCHECK = DEPLOY / "healthcheck.sh"
+IMAGE_SCRIPT = PROJECT_ROOT / "scripts" / "image.sh"
+SHELL_SCRIPTS = [INSTALL, ENTRYPOINT, HEALTHCHECK, IMAGE_SCRIPT]
 TIMEOUT = 60
 
 
@@ -152,6 +154,65 @@ def test_the_image() -> None:
     assert env["EXTERNAL_HTTP_PORT"] == "3080"
     assert env["INTERNAL_HTTP_PORT"] == "3081"
     assert ":55432/" in env["CONNSTR"]
+
+
+def test_the_image_is_layered_and_labelled() -> None:
+    instructions = dockerfile_instructions()
+    copies = [rest for word, rest in instructions if word == "COPY"]
+    # Dependencies from the lock file before the source: a source edit reuses their layer.
+    assert copies[-1].startswith(". ")
+    assert any(rest.startswith("requirements.lock ") for rest in copies[:-1])
+    assert "requirements.lock" not in (PROJECT_ROOT / ".dockerignore").read_text().split()
+    labels = " ".join(rest for word, rest in instructions if word == "LABEL")
+    for key in ("title", "description", "version", "revision", "licenses"):
+        assert f"org.opencontainers.image.{key}=" in labels
+    health = [rest for word, rest in instructions if word == "HEALTHCHECK"]
+    assert len(health) == 1 and health[0].endswith('CMD ["compute-ctl-healthcheck"]')
+    # The CA bundle comes in as a build secret, never as a file of the image.
+    runs = [rest for word, rest in instructions if word == "RUN"]
+    assert all("PIP_CERT=/run/secrets/pip-ca" in rest for rest in runs if "install.sh deps" in rest)
+    assert not [rest for rest in copies if "cert" in rest.lower()]
+
+
+class StatusServer:
+    """Answers GET /readyz with a chosen status code, like compute_ctl's route."""
+
+    def __init__(self) -> None:
+        self.code = 503
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(server.code if self.path == "/readyz" else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_healthcheck_is_healthy_only_on_200() -> None:
+    server = StatusServer()
+    try:
+        env = {"PATH": "/usr/bin:/bin", "EXTERNAL_HTTP_PORT": str(server.port)}
+        for code, healthy in ((200, True), (503, False)):
+            server.code = code
+            result = subprocess.run(
+                [str(HEALTHCHECK)], env=env, capture_output=True, check=False, timeout=TIMEOUT
+            )
+            assert (result.returncode == 0) == healthy, code
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    # Nothing listening: unhealthy, at once.
+    result = subprocess.run(
+        [str(HEALTHCHECK)], env=env, capture_output=True, check=False, timeout=TIMEOUT
+    )
+    assert result.returncode != 0
 
 
 def test_every_documented_variable_is_in_every_table() -> None:
