@@ -6,11 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit postgres test-tools proto bench clean
+.PHONY: run test lint typecheck unit postgres test-tools proto bench clean lock lowest image \
+	image-test
 
 # The venv and the system packages come from scripts/install.sh, which the Dockerfile runs too.
 # The first run says what it is doing before pip's quiet minutes.
-$(STAMP): pyproject.toml scripts/install.sh
+$(STAMP): pyproject.toml requirements-dev.lock scripts/install.sh
 	@echo "make: installing compute_ctl and its development tools into $(VENV) with pip (a few minutes)"
 	PYTHON=$(PYTHON) bash scripts/install.sh venv $(VENV) --dev
 	touch $(STAMP)
@@ -44,6 +45,34 @@ unit: $(STAMP)
 
 test: $(STAMP) postgres test-tools lint typecheck unit
 
+# The lock files, with hashes, from pyproject.toml: requirements.lock is what the image and
+# `install.sh system` install, requirements-dev.lock what `make test` and CI run with. Run after
+# changing a dependency; `make lowest` then checks the floors.
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	--generate-hashes --no-header --quiet
+lock: $(STAMP)
+	$(UV_COMPILE) --upgrade --extra manual -o requirements.lock
+	$(UV_COMPILE) --upgrade --extra dev -o requirements-dev.lock
+
+# The unit tests with the lowest versions pyproject.toml allows, so that a floor cannot lie.
+LOWEST_VENV := .venv-lowest
+lowest: $(STAMP)
+	PYTHON=$(PYTHON) bash scripts/install.sh lowest $(LOWEST_VENV) $(BIN)/uv
+	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
+
+# The container image, built here without a registry or a daemon: a Debian base made with
+# mmdebstrap, then the Dockerfile built with buildah (scripts/image.sh; PIP_CA_BUNDLE names a
+# CA bundle for pip behind a TLS proxy). image-test runs the built image's entrypoint against
+# the storage stand-ins until it is running, answers SQL and terminates.
+IMAGE ?= compute_ctl:$(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+image:
+	bash scripts/install.sh image-tools
+	IMAGE=$(IMAGE) bash scripts/image.sh base
+	IMAGE=$(IMAGE) bash scripts/image.sh build
+
+image-test: $(STAMP) postgres image
+	COMPUTE_CTL_IMAGE=$(IMAGE) $(BIN)/pytest -q tests/e2e/test_image.py
+
 # Regenerate the gRPC modules from storage/proto/page_service.proto (a test checks they are fresh).
 proto: $(STAMP)
 	$(BIN)/python -m compute_ctl.storage.proto.generate
@@ -65,7 +94,8 @@ bench: $(STAMP) postgres
 	fi
 	$(BIN)/python bench/basebackup.py
 	$(BIN)/python bench/api_latency.py
+	-$(BIN)/python bench/pid1_memory.py
 	$(BIN)/python bench/report.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST_VENV) .mypy_cache .pytest_cache .ruff_cache

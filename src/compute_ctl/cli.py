@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+from compute_ctl import __version__
 from compute_ctl.compute.core_dumps import raise_core_limit
 from compute_ctl.control_plane import RPC, fetch_config
 from compute_ctl.errors import ComputeError, SpecError
@@ -69,43 +70,141 @@ def _seconds(text: str) -> float:
     return value
 
 
+def version_text() -> str:
+    """`--version`: the package's version and the build tag (the `BUILD_TAG` environment
+    variable, as in remote extension paths and the `build_tag` metric label)."""
+    return f"compute_ctl {__version__} (build tag {os.environ.get('BUILD_TAG') or 'latest'})"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """Every flag with its help text and default (also the source of the man page and the
+    shell completion, made by scripts/install.sh)."""
     p = _Parser(
         prog="compute_ctl",
         description="Run a PostgreSQL compute node from its spec and serve its HTTP API.",
+        epilog="The spec comes from one of -S, -c or -p; without any, compute_ctl waits for "
+        "POST /configure.",
     )
+    p.add_argument("-V", "--version", action="version", version=version_text())
     p.add_argument(
         "-b",
         "--pgbin",
         default=os.environ.get("POSTGRES_PATH", "postgres"),
-        help="path to the postgres binary; other programs are found next to it (env POSTGRES_PATH)",
+        help="path to the postgres binary; initdb, pg_ctl… are found next to it "
+        "(env POSTGRES_PATH; default: %(default)s)",
     )
-    p.add_argument("-r", "--remote-ext-base-url", help="extension gateway base URL")
-    p.add_argument("--external-http-port", type=_port, help="external HTTP API port (3080)")
-    p.add_argument("--internal-http-port", type=_port, help="internal HTTP API port (3081)")
-    p.add_argument("--http-port", type=_port, help="lakebase only: external=P, internal=P+1")
-    p.add_argument("-D", "--pgdata", required=True, help="data directory (re-created at start)")
+    p.add_argument(
+        "-r",
+        "--remote-ext-base-url",
+        metavar="URL",
+        help="extension gateway base URL for remote extensions (default: none)",
+    )
+    p.add_argument(
+        "--external-http-port",
+        type=_port,
+        metavar="PORT",
+        help="port of the external HTTP API: status, configure, metrics (default: 3080)",
+    )
+    p.add_argument(
+        "--internal-http-port",
+        type=_port,
+        metavar="PORT",
+        help="port of the internal HTTP API: extension server, grants (default: 3081)",
+    )
+    p.add_argument(
+        "--http-port",
+        type=_port,
+        metavar="PORT",
+        help="with --lakebase-mode true: external API on PORT, internal on PORT+1 (default: none)",
+    )
+    p.add_argument(
+        "-D",
+        "--pgdata",
+        required=True,
+        help="Postgres data directory; deleted and re-created at every start (required)",
+    )
     p.add_argument(
         "-C",
         "--connstr",
         required=True,
         help="URL of the local Postgres as superuser, "
-        "e.g. postgresql://cloud_admin@localhost:55433/postgres",
+        "e.g. postgresql://cloud_admin@localhost:55433/postgres (required)",
     )
-    p.add_argument("--privileged-role-name", default="neon_superuser")
-    p.add_argument("--cgroup", default="neon-postgres", help="vm-monitor cgroup")
-    p.add_argument("--filecache-connstr", default=DEFAULT_FILECACHE_CONNSTR)
-    p.add_argument("--vm-monitor-addr", default="0.0.0.0:10301")
-    p.add_argument("--resize-swap-on-bind", action="store_true")
-    p.add_argument("--set-disk-quota-for-fs", metavar="MOUNTPOINT")
-    p.add_argument("-c", "--config", help="path of a ComputeConfig JSON file")
-    p.add_argument("-S", "--spec-path", help="path of a bare ComputeSpec JSON file")
-    p.add_argument("-i", "--compute-id", help="compute id (control-plane URL, JWT compute_id)")
-    p.add_argument("-p", "--control-plane-uri", help="control plane base URL")
-    p.add_argument("--installed-extensions-collection-interval", type=int, default=3600)
-    p.add_argument("--dev", action="store_true", help="development mode")
-    p.add_argument("--pg-init-timeout", type=_seconds, help="seconds allowed in init")
-    p.add_argument("--lakebase-mode", type=_bool_value, default=False, metavar="BOOL")
+    p.add_argument(
+        "--privileged-role-name",
+        default="neon_superuser",
+        metavar="NAME",
+        help="name of the privileged role the spec's roles are granted (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cgroup",
+        default="neon-postgres",
+        help="cgroup the vm-monitor watches and resizes (default: %(default)s)",
+    )
+    p.add_argument(
+        "--filecache-connstr",
+        default=DEFAULT_FILECACHE_CONNSTR,
+        metavar="CONNSTR",
+        help="libpq connection string the vm-monitor resizes the file cache with "
+        "(default: '%(default)s')",
+    )
+    p.add_argument(
+        "--vm-monitor-addr",
+        default="0.0.0.0:10301",
+        metavar="HOST:PORT",
+        help="where the vm-monitor listens (under AUTOSCALING; default: %(default)s)",
+    )
+    p.add_argument(
+        "--resize-swap-on-bind",
+        action="store_true",
+        help="resize swap to the spec's swap_size_bytes once the spec is known (default: off)",
+    )
+    p.add_argument(
+        "--set-disk-quota-for-fs",
+        metavar="MOUNTPOINT",
+        help="set the spec's disk quota on this filesystem (default: none)",
+    )
+    p.add_argument(
+        "-c", "--config", help="path of a ComputeConfig JSON file (spec and JWKS; default: none)"
+    )
+    p.add_argument("-S", "--spec-path", help="path of a bare ComputeSpec JSON file (default: none)")
+    p.add_argument(
+        "-i",
+        "--compute-id",
+        help="compute id: in control plane URLs and the JWT's compute_id (required except with -S)",
+    )
+    p.add_argument(
+        "-p",
+        "--control-plane-uri",
+        metavar="URL",
+        help="control plane base URL to fetch the spec from (needs -i; default: none)",
+    )
+    p.add_argument(
+        "--installed-extensions-collection-interval",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="how often installed extensions are counted for metrics (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        help="development mode: a failed compute exits after 1 s, not 30 s; sidecars are "
+        "left running at exit (default: off)",
+    )
+    p.add_argument(
+        "--pg-init-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="seconds Postgres may take to accept connections at start (default: 60)",
+    )
+    p.add_argument(
+        "--lakebase-mode",
+        type=_bool_value,
+        default=False,
+        metavar="BOOL",
+        help="true or false: lakebase behaviour, e.g. --http-port (default: false)",
+    )
     return p
 
 

@@ -24,8 +24,6 @@ then ends whatever else is left in the PID namespace.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import signal
 import time
@@ -128,6 +126,11 @@ def exit_code(wait_status: int) -> int:
 
 
 def _set_child_subreaper() -> None:
+    # ctypes.util imports subprocess, shutil and more: only where a subreaper is asked for,
+    # never in the init of a container (docs/benchmarks.md, "PID 1").
+    import ctypes  # noqa: PLC0415
+    import ctypes.util  # noqa: PLC0415
+
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         errno = ctypes.get_errno()

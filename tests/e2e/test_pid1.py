@@ -150,7 +150,7 @@ def as_pid1(user: RunAs) -> list[str]:
     argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
     if not user.is_self:  # setpriv execs (runuser would fork): PID 1 is compute_ctl itself
         argv += ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups", "--"]
-    return [*argv, sys.executable, "-m", "compute_ctl.cli"]
+    return [*argv, sys.executable, "-m", "compute_ctl.entry"]
 
 
 @pytest.fixture
@@ -181,7 +181,9 @@ def pid1(compute: Compute) -> Iterator[Starter]:
         def init_started() -> bool:
             if unshare.poll() is not None:
                 raise AssertionError(f"unshare exited early:\n{compute.log()}")
-            init[:] = [pid for pid in children_of(unshare.pid) if "compute_ctl.cli" in cmdline(pid)]
+            init[:] = [
+                pid for pid in children_of(unshare.pid) if "compute_ctl.entry" in cmdline(pid)
+            ]
             return bool(init)
 
         wait_until("compute_ctl as PID 1", init_started)
@@ -228,7 +230,7 @@ def test_pid1_reaps_orphans_and_stops_on_signal(
     ctl = [
         pid
         for pid, status in members.items()
-        if status["PPid"] == str(ns.init_pid) and "compute_ctl.cli" in cmdline(pid)
+        if status["PPid"] == str(ns.init_pid) and "compute_ctl.entry" in cmdline(pid)
     ]
     assert len(ctl) == 1, members
     postmaster = [

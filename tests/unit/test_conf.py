@@ -86,7 +86,7 @@ def between(text: str, first: str, last: str) -> str:
 
 
 def fixture_spec() -> ComputeSpec:
-    return load_compute_spec((FIXTURES / "compute_api-cluster_spec.json").read_bytes())
+    return load_compute_spec((FIXTURES / "spec-gucs-only.json").read_bytes())
 
 
 def test_settings_serialize_fixture() -> None:
@@ -97,9 +97,9 @@ def test_settings_serialize_fixture() -> None:
         "fsync = off",
         "port = 55432",
         "listen_addresses = '0.0.0.0'",
-        "neon.tenant_id = 'b0554b632bd4d547a63b86c3630317e8'",
-        "neon.pageserver_connstring = 'host=127.0.0.1 port=6400'",
-        "test.escaping = 'here''s a backslash \\\\ and a quote '' and a double-quote \" hooray'",
+        "neon.tenant_id = '3c9e5a1f0b7d42e6a8f1c2d3e4b5a697'",
+        "neon.pageserver_connstring = 'host=127.0.0.1 port=6401'",
+        "test.escaping = 'it''s one \\\\ backslash, one '' quote and one \" double quote'",
     ):
         assert expected in lines
 

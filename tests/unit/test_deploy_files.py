@@ -15,6 +15,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -26,9 +27,13 @@ from typing import Any
 import pytest
 import yaml
 
+from compute_ctl import __version__
 from compute_ctl.cli import parse_params
 from compute_ctl.compute.node import STOP_TIMEOUT
+from compute_ctl.http.app import EXTERNAL_ROUTES
+from compute_ctl.logs_export import rsyslog
 from compute_ctl.params import Params
+from compute_ctl.sidecars import SidecarLocations
 from compute_ctl.spec.load import load_compute_config
 from compute_ctl.spec.resolve import resolve
 from compute_ctl.state import ComputeStatus
@@ -43,7 +48,9 @@ ENV_EXAMPLE = DEPLOY / "compute_ctl.env.example"
 MANIFEST = DEPLOY / "kubernetes" / "compute.yaml"
 PROBE = DEPLOY / "compute_ctl_probe.py"
 DEPLOYING = PROJECT_ROOT / "docs" / "deploying.md"
-SHELL_SCRIPTS = [INSTALL, ENTRYPOINT]
+HEALTHCHECK = DEPLOY / "healthcheck.sh"
+IMAGE_SCRIPT = PROJECT_ROOT / "scripts" / "image.sh"
+SHELL_SCRIPTS = [INSTALL, ENTRYPOINT, HEALTHCHECK, IMAGE_SCRIPT]
 TIMEOUT = 60
 
 
@@ -147,6 +154,65 @@ def test_the_image() -> None:
     assert env["EXTERNAL_HTTP_PORT"] == "3080"
     assert env["INTERNAL_HTTP_PORT"] == "3081"
     assert ":55432/" in env["CONNSTR"]
+
+
+def test_the_image_is_layered_and_labelled() -> None:
+    instructions = dockerfile_instructions()
+    copies = [rest for word, rest in instructions if word == "COPY"]
+    # Dependencies from the lock file before the source: a source edit reuses their layer.
+    assert copies[-1].startswith(". ")
+    assert any(rest.startswith("requirements.lock ") for rest in copies[:-1])
+    assert "requirements.lock" not in (PROJECT_ROOT / ".dockerignore").read_text().split()
+    labels = " ".join(rest for word, rest in instructions if word == "LABEL")
+    for key in ("title", "description", "version", "revision", "licenses"):
+        assert f"org.opencontainers.image.{key}=" in labels
+    health = [rest for word, rest in instructions if word == "HEALTHCHECK"]
+    assert len(health) == 1 and health[0].endswith('CMD ["compute-ctl-healthcheck"]')
+    # The CA bundle comes in as a build secret, never as a file of the image.
+    runs = [rest for word, rest in instructions if word == "RUN"]
+    assert all("PIP_CERT=/run/secrets/pip-ca" in rest for rest in runs if "install.sh deps" in rest)
+    assert not [rest for rest in copies if "cert" in rest.lower()]
+
+
+class StatusServer:
+    """Answers GET /readyz with a chosen status code, like compute_ctl's route."""
+
+    def __init__(self) -> None:
+        self.code = 503
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(server.code if self.path == "/readyz" else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_healthcheck_is_healthy_only_on_200() -> None:
+    server = StatusServer()
+    try:
+        env = {"PATH": "/usr/bin:/bin", "EXTERNAL_HTTP_PORT": str(server.port)}
+        for code, healthy in ((200, True), (503, False)):
+            server.code = code
+            result = subprocess.run(
+                [str(HEALTHCHECK)], env=env, capture_output=True, check=False, timeout=TIMEOUT
+            )
+            assert (result.returncode == 0) == healthy, code
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    # Nothing listening: unhealthy, at once.
+    result = subprocess.run(
+        [str(HEALTHCHECK)], env=env, capture_output=True, check=False, timeout=TIMEOUT
+    )
+    assert result.returncode != 0
 
 
 def test_every_documented_variable_is_in_every_table() -> None:
@@ -385,6 +451,29 @@ def test_unit_command_line_with_the_example_environment() -> None:
     assert {p.compute_id for p in sources} == {"compute-1"}
 
 
+def test_unit_notifies_and_its_hardening_leaves_the_default_paths_writable() -> None:
+    assert unit_value("Type") == "notify"
+    assert unit_value("NotifyAccess") == "main"
+    assert unit_value("ProtectSystem") == "full"  # /usr, /boot, /efi and /etc read-only
+    writable = [Path(p.lstrip("-")) for p in (unit_value("ReadWritePaths") or "").split()]
+    locations = SidecarLocations.from_environ({}, vm=False)
+    vm = SidecarLocations.from_environ({}, vm=True)
+    defaults = [
+        rsyslog.DEFAULT_DIR,
+        locations.local_proxy_dir,
+        locations.pgbouncer_ini,
+        vm.pgbouncer_ini,
+        locations.pgbouncer_pid_file,
+    ]
+    for path in defaults:
+        protected = path.parts[1] in ("usr", "boot", "efi", "etc")
+        if protected:
+            assert any(path.is_relative_to(w) for w in writable), path
+        if path.is_relative_to("/tmp"):
+            # pgbouncer writes it in the host's /tmp: a private /tmp would hide it.
+            assert unit_value("PrivateTmp") in (None, "no", "false"), path
+
+
 def test_unit_command_line_with_defaults_only() -> None:
     params = exec_start_params("")
     assert params.pgdata == Path("/var/lib/compute_ctl/pgdata")
@@ -551,23 +640,109 @@ def http_get_ok(port: int, path: str) -> bool:
         return False
 
 
-def test_kubernetes_readiness_accepts_only_running(api: FakeApi, probe_bin: Path) -> None:
-    probe = compute_container()["readinessProbe"]
-    env = {**container_env(), "EXTERNAL_HTTP_PORT": str(api.port)}
-    assert ready_statuses(api, probe["exec"]["command"], probe_bin, env) == {"running"}
-
-
-def test_kubernetes_liveness_spares_a_compute_that_is_starting(api: FakeApi) -> None:
+def test_kubernetes_probes_are_the_unauthenticated_routes() -> None:
+    """readiness → /readyz (200 only in `running`), liveness and startup → /livez (200 in every
+    status): tests/unit/test_probe_routes.py checks the answers of both in every status."""
     container = compute_container()
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    for name in ("livenessProbe", "startupProbe"):
+    unauthenticated = {route.path for route in EXTERNAL_ROUTES if not route.auth}
+    paths = {}
+    for name in ("readinessProbe", "livenessProbe", "startupProbe"):
         check = container[name]["httpGet"]
         assert ports[check["port"]] == int(container_env()["EXTERNAL_HTTP_PORT"])
-        for status in ComputeStatus:
-            api.status = status.value
-            assert http_get_ok(api.port, check["path"]), (name, status)
+        assert check["path"] in unauthenticated
+        paths[name] = check["path"]
+    assert paths == {
+        "readinessProbe": "/readyz",
+        "livenessProbe": "/livez",
+        "startupProbe": "/livez",
+    }
     startup = container["startupProbe"]
     assert startup["failureThreshold"] * startup["periodSeconds"] >= 30
+
+
+def test_kubernetes_image_is_a_local_tag_not_latest() -> None:
+    container = compute_container()
+    name, _, tag = container["image"].rpartition(":")
+    assert (name, tag) == ("compute_ctl", __version__)  # what `make image` tags
+    assert container["imagePullPolicy"] == "IfNotPresent"
+
+
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+def test_kubernetes_meets_the_restricted_pod_security_level() -> None:
+    """The Pod Security Standards' "restricted" profile, control by control (it includes
+    "baseline"), for every container of the pod."""
+    pod = manifests()["Deployment"]["spec"]["template"]["spec"]
+    pod_context = pod.get("securityContext", {})
+    containers = pod["containers"] + pod.get("initContainers", [])
+    # baseline: no host namespaces, host paths or host ports, nothing privileged
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(key), key
+    for volume in pod["volumes"]:
+        kinds = set(volume) - {"name"}
+        assert kinds <= RESTRICTED_VOLUMES, volume
+    assert "sysctls" not in pod_context
+    for container in containers:
+        context = container.get("securityContext", {})
+        name = container["name"]
+        assert not context.get("privileged"), name
+        assert context.get("procMount", "Default") == "Default", name
+        assert all("hostPort" not in port for port in container.get("ports", [])), name
+        # restricted
+        assert context.get("allowPrivilegeEscalation") is False, name
+        assert context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is True, name
+        assert context.get("runAsUser", pod_context.get("runAsUser")) != 0, name
+        seccomp = context.get("seccompProfile", pod_context.get("seccompProfile", {}))
+        assert seccomp.get("type") in ("RuntimeDefault", "Localhost"), name
+        capabilities = context.get("capabilities", {})
+        assert capabilities.get("drop") == ["ALL"], name
+        assert set(capabilities.get("add", [])) <= {"NET_BIND_SERVICE"}, name
+
+
+def test_kubernetes_manifest_validates_strictly() -> None:
+    """Against the schemas of the newest Kubernetes version kubernetes-validate knows, refusing
+    unknown fields (`--strict`)."""
+    tool = Path(sys.executable).parent / "kubernetes-validate"
+    if not tool.exists():
+        pytest.fail("kubernetes-validate is missing: it comes with the dev extra")
+    result = subprocess.run(
+        [str(tool), "--strict", str(MANIFEST)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == 3, result.stdout
+
+
+def test_kubernetes_kustomize_base_renders_the_manifest() -> None:
+    base = yaml.safe_load((DEPLOY / "kubernetes" / "kustomization.yaml").read_text())
+    assert base["resources"] == [MANIFEST.name]
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: the base is checked as text only")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(MANIFEST.parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = {doc["kind"]: doc for doc in yaml.safe_load_all(result.stdout)}
+    assert rendered == manifests()
 
 
 def test_kubernetes_ports_and_stop() -> None:

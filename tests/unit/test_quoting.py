@@ -144,19 +144,19 @@ def test_database_options_null() -> None:
 
 
 def test_fixture_roles_and_databases() -> None:
-    """The same vectors, reached through the spec fixture they come from upstream."""
-    spec = load_compute_spec((FIXTURES / "compute_api-cluster_spec.json").read_bytes())
+    """The same vectors, reached through a whole spec file (tests/fixtures/)."""
+    spec = load_compute_spec((FIXTURES / "spec-gucs-only.json").read_bytes())
     roles = {role.name: role for role in spec.cluster.roles}
     databases = {db.name: db for db in spec.cluster.databases}
     assert role_pg_options(roles["postgres"]) == (
-        " LOGIN PASSWORD 'md56b1d16b78004bbd51fa06af9eda75972'"
+        " LOGIN PASSWORD 'md5376109fc33677ff44748e50ff2e399ff'"
     )
-    assert role_pg_options(roles["alexk"]) == " LOGIN PASSWORD NULL"
-    assert database_pg_options(databases["DB2"]) == (
-        "LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0 OWNER \"alexk\""
+    assert role_pg_options(roles["nopass"]) == " LOGIN PASSWORD NULL"
+    assert database_pg_options(databases["Collated"]) == (
+        "LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0 OWNER \"nopass\""
     )
-    assert database_pg_options(databases["zen"]) == ' OWNER "zen"'
-    assert pg_quote(roles['zenith "new"'].name) == '"zenith ""new"""'
+    assert database_pg_options(databases["owned"]) == ' OWNER "owner1"'
+    assert pg_quote(roles['quote "me"'].name) == '"quote ""me"""'
 
 
 @pytest.mark.parametrize(

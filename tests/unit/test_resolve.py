@@ -31,18 +31,18 @@ def libpq_urls(parsed: ParsedSpec) -> dict[str, str | None]:
 
 
 def test_1_gucs_only_fixture() -> None:
-    parsed = parse(fixture("compute_api-cluster_spec.json"))
+    parsed = parse(fixture("spec-gucs-only.json"))
     info = parsed.pageserver_conninfo
     assert (info.shard_count, info.stripe_size, info.prefer_protocol) == (0, None, "libpq")
-    assert libpq_urls(parsed) == {"0000": "host=127.0.0.1 port=6400"}
-    assert parsed.safekeeper_connstrings == ("127.0.0.1:6502", "127.0.0.1:6503", "127.0.0.1:6501")
-    assert parsed.tenant_id == "b0554b632bd4d547a63b86c3630317e8"
-    assert parsed.timeline_id == "2414a61ffc94e428f14b5758fe308e13"
+    assert libpq_urls(parsed) == {"0000": "host=127.0.0.1 port=6401"}
+    assert parsed.safekeeper_connstrings == ("127.0.0.1:7502", "127.0.0.1:7503", "127.0.0.1:7501")
+    assert parsed.tenant_id == "3c9e5a1f0b7d42e6a8f1c2d3e4b5a697"
+    assert parsed.timeline_id == "7a1b2c3d4e5f60718293a4b5c6d7e8f9"
 
 
 def test_2_duplicate_safekeeper_in_gucs() -> None:
-    err = fails(fixture("compute_tools-cluster_spec.json"))
-    assert str(err) == "duplicate entry in safekeeper_connstrings: 127.0.0.1:6502!"
+    err = fails(fixture("spec-duplicate-safekeeper.json"))
+    assert str(err) == "duplicate entry in safekeeper_connstrings: 127.0.0.1:7501!"
     assert err.field == 'cluster.settings["neon.safekeepers"]'
 
 
@@ -124,7 +124,7 @@ def test_12b_timeline_required() -> None:
 
 
 def test_13_placeholder_tenant_in_settings() -> None:
-    err = fails(fixture("docker_compose-compute_config.json")["spec"])
+    err = fails(fixture("config-placeholder-tenant.json")["spec"])
     assert str(err) == "invalid tenant id"
     assert (
         err.one_line()

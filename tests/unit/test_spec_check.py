@@ -50,24 +50,36 @@ def test_example_spec(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_fixture_with_gucs_only(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(FIXTURES / "compute_api-cluster_spec.json", capsys)
+    code, out, _ = run(FIXTURES / "spec-gucs-only.json", capsys)
     assert code == 0
     facts = json.loads(out)
-    assert facts["basebackup"] == {"protocol": "libpq", "url": "host=127.0.0.1 port=6400"}
-    assert facts["postgres_pageserver_connstring"] == "host=127.0.0.1 port=6400"
-    assert facts["tenant_id"] == "b0554b632bd4d547a63b86c3630317e8"
+    assert facts["basebackup"] == {"protocol": "libpq", "url": "host=127.0.0.1 port=6401"}
+    assert facts["postgres_pageserver_connstring"] == "host=127.0.0.1 port=6401"
+    assert facts["tenant_id"] == "3c9e5a1f0b7d42e6a8f1c2d3e4b5a697"
+
+
+def test_fixture_with_connection_info_and_shards(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(FIXTURES / "spec-connection-info-shards.json", capsys)
+    assert code == 0
+    facts = json.loads(out)
+    assert facts["basebackup"] == {"protocol": "grpc", "url": "grpc://no_user@ps-0:51051"}
+    assert facts["postgres_pageserver_connstring"] == (
+        "postgres://no_user@ps-0:6400,postgres://no_user@ps-1:6400"
+    )
+    assert facts["stripe_size"] == 32768
+    assert list(facts["pageserver_connection_info"]["shards"]) == ["0002", "0102"]
 
 
 @pytest.mark.parametrize(
     ("name", "line"),
     [
         (
-            "compute_tools-cluster_spec.json",
+            "spec-duplicate-safekeeper.json",
             'error: cluster.settings["neon.safekeepers"]: '
-            "duplicate entry in safekeeper_connstrings: 127.0.0.1:6502!",
+            "duplicate entry in safekeeper_connstrings: 127.0.0.1:7501!",
         ),
         (
-            "docker_compose-compute_config.json",
+            "config-placeholder-tenant.json",
             'error: spec.cluster.settings["neon.tenant_id"]: invalid tenant id: '
             "Odd number of digits",
         ),
@@ -78,14 +90,14 @@ def test_failing_fixtures(name: str, line: str, capsys: pytest.CaptureFixture[st
     assert (code, out, err) == (1, "", line + "\n")
 
 
-def test_docker_compose_fixture_after_substitution(
+def test_placeholder_fixture_after_substitution(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = (FIXTURES / "docker_compose-compute_config.json").read_text()
+    text = (FIXTURES / "config-placeholder-tenant.json").read_text()
     text = text.replace("TENANT_ID", TENANT).replace("TIMELINE_ID", TIMELINE)
     code, out, _ = run(write(tmp_path, text), capsys)
     assert code == 0
-    assert json.loads(out)["safekeeper_connstrings"][0] == "safekeeper1:5454"
+    assert json.loads(out)["safekeeper_connstrings"][0] == "sk-a:5454"
 
 
 def test_token_is_redacted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

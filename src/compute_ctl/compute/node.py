@@ -19,6 +19,7 @@ import sys
 from typing import Protocol, TextIO
 
 from compute_ctl import tracing
+from compute_ctl import sd_notify
 from compute_ctl.compute import shutdown, vm_tools
 from compute_ctl.compute.configurator import Configurator
 from compute_ctl.compute.extensions_stats import ExtensionStats
@@ -76,6 +77,7 @@ class ComputeNode:
         self.state.listeners.append(self.prom.set_status)
         if params.lakebase_mode:
             track_attached(self.state, params, self.prom)
+        self.state.listeners.extend(sd_notify.listeners(os.environ))  # under systemd
         self.log_out = log_out
         self.pg: PostgresProcess | None = None
         self.delay_exit = False

@@ -33,9 +33,11 @@ from compute_ctl.http.routes.lfc_prewarm import (
     post_lfc_prewarm,
 )
 from compute_ctl.http.routes.liveness import get_hadron_liveness_probe
+from compute_ctl.http.routes.livez import get_livez
 from compute_ctl.http.routes.metrics import get_metrics
 from compute_ctl.http.routes.openapi import get_openapi
 from compute_ctl.http.routes.promote import post_promote
+from compute_ctl.http.routes.readyz import get_readyz
 from compute_ctl.http.routes.refresh_configuration import post_refresh_configuration
 from compute_ctl.http.routes.status import get_metrics_json, get_status
 from compute_ctl.http.routes.terminate import post_terminate
@@ -48,6 +50,7 @@ from compute_ctl.http.schemas import (
     ExtensionServerQuery,
     InsightsText,
     LfcPrewarmQuery,
+    ProbeAnswer,
     PromoteRequest,
     SetRoleGrantsRequest,
     SetRoleGrantsResponse,
@@ -100,6 +103,21 @@ EXTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         "/metrics",
         get_metrics,
         (Reply(200, "Prometheus metrics (text format 0.0.4)", None, PROMETHEUS),),
+    ),
+    ApiRoute(
+        "GET",
+        "/readyz",
+        get_readyz,
+        (
+            Reply(200, "running: ready for traffic", ProbeAnswer),
+            Reply(503, "any other status: not ready", ProbeAnswer),
+        ),
+    ),
+    ApiRoute(
+        "GET",
+        "/livez",
+        get_livez,
+        (Reply(200, "compute_ctl serves, in every status", ProbeAnswer),),
     ),
     ApiRoute(
         "GET",
@@ -345,7 +363,8 @@ def _app(
 
 
 def external_app(compute: ComputeApi, authorizer: Authorizer | None = None) -> Starlette:
-    """Control plane, scrapers and tests: JWT-authorized except /metrics and /openapi.json."""
+    """Control plane, scrapers, probes and tests: JWT-authorized except /metrics, /readyz,
+    /livez and /openapi.json."""
     return _app(EXTERNAL_ROUTES, compute, authorizer or AllowAll(), "compute_ctl external HTTP API")
 
 

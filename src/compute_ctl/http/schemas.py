@@ -47,6 +47,12 @@ class ComputeStatusResponse(Answer):
     error: str | None
 
 
+class ProbeAnswer(Answer):
+    """`GET /readyz` and `GET /livez`: the status behind the status code."""
+
+    status: ComputeStatus
+
+
 class TerminateResponse(Answer):
     lsn: str | None
 
