@@ -21,7 +21,8 @@ import psycopg
 import pytest
 
 from compute_ctl import __version__
-from tests.support.harness import DEADLINE, Storage, free_port, http, shared_tempdir, wait_until
+from tests.support.harness import Storage, free_port, http, shared_tempdir
+from tests.support.waiting import DEADLINE, wait_until
 
 pytestmark = pytest.mark.postgres
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.support.harness import DEADLINE, Compute, shared_tempdir
+from tests.support.harness import Compute, shared_tempdir
+from tests.support.waiting import DEADLINE
 
 pytestmark = pytest.mark.postgres
 

@@ -19,15 +19,15 @@ import sys
 from typing import Protocol, TextIO
 
 from compute_ctl import tracing
-from compute_ctl import sd_notify
 from compute_ctl.compute import shutdown, vm_tools
 from compute_ctl.compute.configurator import Configurator
 from compute_ctl.compute.extensions_stats import ExtensionStats
-from compute_ctl.compute.lakebase import init_watchdog, track_attached
+from compute_ctl.compute.lakebase import init_watchdog
 from compute_ctl.compute.monitors import Monitors
 from compute_ctl.compute.promote import Promotion
 from compute_ctl.compute.spec_apply import SpecApplier
 from compute_ctl.compute.startup import Startup, preload_while_empty, prewarm_vm_memory
+from compute_ctl.compute.status_watchers import watch_status
 from compute_ctl.compute.tasks import BackgroundTasks
 from compute_ctl.errors import chain_text
 from compute_ctl.lfc import Lfc
@@ -73,11 +73,7 @@ class ComputeNode:
         self.params = params
         self.state = ComputeState(pspec=pspec)
         self.prom = prom if prom is not None else PromMetrics()
-        self.prom.set_status(self.state.status)
-        self.state.listeners.append(self.prom.set_status)
-        if params.lakebase_mode:
-            track_attached(self.state, params, self.prom)
-        self.state.listeners.extend(sd_notify.listeners(os.environ))  # under systemd
+        watch_status(self.state, params, self.prom)
         self.log_out = log_out
         self.pg: PostgresProcess | None = None
         self.delay_exit = False
@@ -91,12 +87,13 @@ class ComputeNode:
         self.remote_ext = RemoteExtensions(
             params.pg_bindir, params.remote_ext_base_url, self.prom, self.prom.build_tag
         )
+        tls_files = ctl_config.tls if ctl_config else None
         self.applier = SpecApplier(
             params,
             self.prom,
             self.ext_stats,
             self.sidecars,
-            ctl_config.tls if ctl_config else None,
+            tls_files,
             self.tasks,
             self.neon_available,
         )
