@@ -1,6 +1,6 @@
 """get_basebackup end to end against the stand-ins: protocol choice, identical results, retries.
 
-Each §7.5 injection point reaches the client here through the whole path compute_ctl uses
+Each injection point reaches the client here through the whole path compute_ctl uses
 (retry policy, streaming extraction): a transient fault is retried and the fetch then
 succeeds; a permanent one fails with a message naming the pageserver and the cause, within the
 policy's bound.

@@ -1,6 +1,6 @@
 """compute_ctl's gRPC client against the gRPC pageserver stand-in, over real sockets.
 
-Covers what the client relies on (§2 of the storage reference): the bytes arrive unchanged and
+Covers what the client relies on: the bytes arrive unchanged and
 in 256 KiB chunks, the routing headers and the token are sent, every status the stand-in can
 produce (header checks, auth, shard/compression/LSN checks, injected faults) becomes a
 `StorageError` with the right `transient` flag and without the token, and a client generated
@@ -521,7 +521,7 @@ def test_auth_key_directory_and_header_shapes(timeline: Timeline, tmp_path: Path
     run(scenario)
 
 
-# --- injected faults (§7.5 #9) and connection failures -----------------------------------------
+# --- injected faults and connection failures -----------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """The pageserver libpq stand-in against real clients (psql, psycopg, a raw extended-protocol
 client shaped like rust-postgres), and compute_ctl's libpq basebackup and lease client
-against every libpq fault the stand-in can inject (storage reference §7.5).
+against every libpq fault the stand-in can inject.
 
 Each test runs the server and its clients on one event loop with `asyncio.run`.
 """
@@ -692,7 +692,7 @@ def test_jwt_mode_handshake_and_tenant_token(
             async with await psycopg.AsyncConnection.connect(
                 url, password=token, autocommit=True
             ) as conn:
-                # JWT handshakes send client_encoding only (§1.2).
+                # JWT handshakes send client_encoding only.
                 assert conn.info.parameter_status("client_encoding") == "UTF8"
                 assert conn.info.parameter_status("server_version") is None
                 assert conn.info.parameter_status("integer_datetimes") is None
@@ -788,7 +788,7 @@ def test_jwt_signed_by_another_key_or_missing_is_rejected(
         assert "connecting to pageserver 127.0.0.1:" in str(error)
 
 
-# -- faults (§7.5) and what the client makes of them ---------------------------------------
+# -- faults and what the client makes of them ---------------------------------------
 
 
 def test_fault_1_connection_refused_and_closed_before_handshake(
@@ -891,7 +891,7 @@ def test_fault_7_error_after_the_end_marker_is_still_an_error(
     error = failed_basebackup(timeline_store, timeline, Faults(error_after_end_marker=True), sink)
     assert "after the end-of-archive marker" in str(error)
     assert not sink.inflater.eof
-    # The hazard of §1.8: the tarball alone looks complete to a reader that stops at the
+    # The hazard: the tarball alone looks complete to a reader that stops at the
     # first zero block. Only reading the stream to its end reveals the failure.
     assert "global/pg_control" in tar_names(bytes(sink.raw), ignore_zeros=False)
 
@@ -958,7 +958,7 @@ def test_faults_fire_a_limited_number_of_times(
     assert faults.fired == 2
 
 
-# -- LSN leases (§5; faults #11-#13) -----------------------------------------------------------
+# -- LSN leases -----------------------------------------------------------
 
 
 def lease(

@@ -1,5 +1,5 @@
 """The safekeeper stand-in: `TIMELINE_STATUS` over psycopg's simple protocol and over psql,
-with the startup options compute_ctl sends, in Trust and JWT mode, and each fault of §7.5 #14.
+with the startup options compute_ctl sends, in Trust and JWT mode, and each fault it can inject.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ async def safekeeper(
 
 
 def options_for(tenant: TenantId, timeline: TimelineId) -> str:
-    """compute_ctl's options: one `-c`, then two `k=v` tokens (§4.1)."""
+    """compute_ctl's options: one `-c`, then two `k=v` tokens."""
     return f"-c timeline_id={timeline} tenant_id={tenant}"
 
 
@@ -88,7 +88,7 @@ def test_timeline_status_over_psycopg(
             assert names == ["flush_lsn", "commit_lsn"]
             assert rows == [(str(timeline.lsn), str(timeline.lsn))]
             assert tag == "TIMELINE_STATUS"
-            # An unknown timeline has no row (§4.1: "NotFound").
+            # An unknown timeline has no row.
             _, rows, tag = await timeline_status(url, timeline.tenant_id, OTHER_TIMELINE)
             assert rows == []
             assert tag == "TIMELINE_STATUS"
@@ -224,7 +224,7 @@ def test_jwt_mode_rejects_bad_tokens_at_the_handshake(
     asyncio.run(run())
 
 
-# -- faults (§7.5 #14) ----------------------------------------------------------------------
+# -- faults ----------------------------------------------------------------------
 
 
 def test_fault_no_row(timeline_store: TimelineStore, timeline: Timeline) -> None:

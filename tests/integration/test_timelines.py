@@ -1,7 +1,7 @@
 """The stand-ins' timeline store: initdb-backed timelines and the pageserver-like tarball.
 
 The tarball is the payload every basebackup test downloads, so it is checked for the
-pageserver's shape (§1.7: GNU headers, modes, signal files, pg_control late, no
+pageserver's shape (GNU headers, modes, signal files, pg_control late, no
 postgresql.conf, end marker, exact chunking) and for the property that makes it useful here:
 stock PostgreSQL starts from it.
 """

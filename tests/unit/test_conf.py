@@ -82,7 +82,7 @@ def between(text: str, first: str, last: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Settings (§5.4)
+# Settings
 
 
 def fixture_spec() -> ComputeSpec:
@@ -156,7 +156,7 @@ def test_settings_empty_list_writes_one_empty_line() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Worked examples (§8.1, §8.2)
+# Worked examples
 
 NEON_LOCAL_CONF = (
     "max_wal_senders=10\nwal_log_hints=off\nmax_replication_slots=10\nhot_standby=on\n"
@@ -326,7 +326,7 @@ def test_prefer_protocol_does_not_change_the_file() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Layout (§5.2), item by item
+# Layout, item by item
 
 
 def test_minimal_spec_exact() -> None:
@@ -702,7 +702,7 @@ def test_every_line_ends_with_newline() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Audit (§5.3)
+# Audit
 
 
 def settings_with_libs(libs: str | None) -> list[GenericOption] | None:
@@ -818,7 +818,7 @@ def test_audit_requires_endpoint(level: ComputeAudit, required: bool) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# line_in_file (§5.1)
+# line_in_file
 
 SAMPLE = "line1\nline2.1\t line2.2\nline3"
 

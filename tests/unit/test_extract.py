@@ -677,8 +677,8 @@ def test_round_trip_in_random_chunks(
 
 
 def _pageserver_like() -> bytes:
-    """§1.7's shape: GNU headers, dirs 0755, files 0600, signal files, pg_control, WAL, and
-    an explicit two-block end marker with no record padding."""
+    """The pageserver's shape: GNU headers, dirs 0755, files 0600, signal files, pg_control,
+    WAL, and an explicit two-block end marker with no record padding."""
     parts = [directory(name) for name in (b"global", b"pg_wal", b"pg_wal/archive_status")]
     parts += [directory(b"base"), directory(b"base/1"), directory(b"base/1")]  # repeated dir
     parts.append(member(b"pg_hba.conf", b"local all all trust\n", mode=0o600))
@@ -712,7 +712,7 @@ def test_pageserver_shaped_archive_with_signal_fixup(tmp_path: Path) -> None:
 
 
 def test_second_attempt_unpacks_over_a_partial_one(box: Path) -> None:
-    """§1.8: a failed attempt leaves files behind; the retry replaces them, and a hard link a
+    """A failed attempt leaves files behind; the retry replaces them, and a hard link a
     previous occupant left to a file outside is broken rather than written through."""
     pgdata = box / "pgdata"
     full = gz(_pageserver_like())

@@ -1,5 +1,5 @@
 """The committed page_api modules are what protoc makes of the committed .proto, and that .proto
-is the pageserver's service exactly (storage reference §2.3): any gRPC client or server built from
+is the pageserver's service exactly: any gRPC client or server built from
 the same definition must interoperate with ours, so every name, number and type is pinned here.
 """
 

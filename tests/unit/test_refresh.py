@@ -1,4 +1,4 @@
-"""The refresh path of §6.2 with the I/O replaced: `/refresh_configuration`'s state rules and
+"""The refresh path with the I/O replaced: `/refresh_configuration`'s state rules and
 every outcome of one configurator refresh."""
 
 from __future__ import annotations

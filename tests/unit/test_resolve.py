@@ -1,4 +1,4 @@
-"""ParsedSpec resolution: every worked example of the spec reference (§4.3), and more."""
+"""ParsedSpec resolution: worked examples of specs and their resolution, and more."""
 
 from __future__ import annotations
 

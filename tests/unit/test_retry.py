@@ -33,7 +33,7 @@ def _transient(exc: Exception) -> bool:
 
 
 def test_basebackup_schedule_is_upstreams() -> None:
-    """§1.9: 11 tries; 500 ms ×1.5 truncated to whole ms; about 56.7 s in all."""
+    """11 tries; 500 ms ×1.5 truncated to whole ms; about 56.7 s in all."""
     assert BASEBACKUP_RETRY.max_attempts == 11
     millis = [round(d * 1000) for d in BASEBACKUP_RETRY.delays()]
     assert millis == [500, 750, 1125, 1687, 2531, 3796, 5695, 8542, 12814, 19221]
@@ -41,7 +41,7 @@ def test_basebackup_schedule_is_upstreams() -> None:
 
 
 def test_sync_safekeepers_schedule_is_upstreams() -> None:
-    """§4.2: 6 runs; waits 0, 1.1, 1.21, 1.331, 1.4641 s."""
+    """6 runs; waits 0, 1.1, 1.21, 1.331, 1.4641 s."""
     assert SYNC_SAFEKEEPERS_RETRY.max_attempts == 6
     assert SYNC_SAFEKEEPERS_RETRY.delays() == pytest.approx([0.0, 1.1, 1.21, 1.331, 1.4641])
 

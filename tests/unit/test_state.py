@@ -19,7 +19,7 @@ from compute_ctl.state import (
 
 S = ComputeStatus
 
-# Every edge of the reference's transition list (§2.2), and nothing else.
+# Every edge of the transition list, and nothing else.
 EXPECTED = {
     (S.EMPTY, S.INIT),
     (S.EMPTY, S.CONFIGURATION_PENDING),

@@ -45,7 +45,7 @@ class ApplyReport:
 
 
 def max_service_connections(spec: ComputeSpec, *, starting: bool) -> int:
-    """How many connections the per-database phase may use (§5.6).
+    """How many connections the per-database phase may use.
 
     At start-up no user is connected yet, so up to a third of `max_connections` (from
     `cluster.settings`, else a `max_connections = N` line of `cluster.postgresql_conf`); on a

@@ -63,7 +63,7 @@ async def connect_maintenance(
     repair_admin: bool = True,
     statement_timeout: str = "0",
 ) -> psycopg.AsyncConnection[Any]:
-    """The connection spec application uses (§5.1 "maintenance client")."""
+    """The connection spec application uses."""
     try:
         conn = await connect(
             connstr,

@@ -1,6 +1,6 @@
 """The pure diff: spec + catalog snapshot → the statements upstream's phases would run.
 
-The phases, their order and the statements are upstream's (http-api-and-lifecycle.md §5.3), with
+The phases, their order and the statements are upstream's, with
 one rule added: a statement is planned only when the snapshot shows it would change something.
 Upstream re-runs many statements on every apply (md5 passwords, the privileged role and neon
 schema DO blocks, per-database grants, the neon extension steps); here an unchanged spec plans

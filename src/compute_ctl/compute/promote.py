@@ -7,7 +7,7 @@ outcome, and a client that disconnects does not stop it. A failure is final as w
 Steps: the compute must be a replica whose LFC prewarm has ended (a failed prewarm only warns);
 wait until Postgres has replayed WAL up to the old primary's `wal_flush_lsn` (21 polls, 1 s
 apart); point the walproposer at the safekeepers (`ALTER SYSTEM`, reload); `pg_promote()`;
-check the session is no longer read-only; store the new spec and re-configure (§6.1) without
+check the session is no longer read-only; store the new spec and re-configure without
 changing the compute's status.
 """
 

@@ -73,7 +73,7 @@ class GrpcTarget:
     @classmethod
     def parse(cls, url: str) -> GrpcTarget:
         """Accept `grpc://[user@]host:port` (and `http://`, which Rust clients need toward a
-        grpcio server, §2.1); any user part is ignored."""
+        grpcio server); any user part is ignored."""
         try:
             parts = urlsplit(url.strip())
             port = parts.port
@@ -115,7 +115,7 @@ def _redact(url: str) -> str:
 def request_metadata(
     tenant_id: TenantId, timeline_id: TimelineId, shard: ShardIndex, token: str | None
 ) -> list[tuple[str, str]]:
-    """The headers every page_api RPC carries (§2.2); `authorization` only with a token."""
+    """The headers every page_api RPC carries; `authorization` only with a token."""
     metadata = [
         ("neon-tenant-id", str(tenant_id)),
         ("neon-timeline-id", str(timeline_id)),

@@ -1,7 +1,7 @@
 """The pageserver's libpq `page_service`, client side: basebackup (and LSN leases).
 
-compute_ctl fetches the basebackup of shard 0 over libpq unless the spec prefers gRPC (storage
-reference §1.1, §1.5, §1.8). The connection carries the parameters upstream sends: the URL's user,
+compute_ctl fetches the basebackup of shard 0 over libpq unless the spec prefers gRPC. The
+connection carries the parameters upstream sends: the URL's user,
 the storage token as password (replacing the URL's), `application_name=compute_ctl`, and
 `options=-c neon.compute_mode=<mode>`; no TLS and no GSS encryption are attempted, since the
 pageserver offers neither. psycopg 3 sends `cursor.copy()` as a simple Query, which the
@@ -9,7 +9,7 @@ pageserver accepts for its zero-column COPY OUT; autocommit keeps psycopg from s
 that the pageserver would reject.
 
 The stream is read to its very end, CopyDone and CommandComplete included, so an ErrorResponse
-anywhere (even after a complete-looking tarball, §1.8) fails the attempt. If the sink fails
+anywhere (even after a complete-looking tarball) fails the attempt. If the sink fails
 instead, the connection is closed at once rather than cancelled and drained, which for a large
 backup would mean reading the rest of it for nothing.
 
@@ -83,7 +83,7 @@ def _redact(text: str, secrets: list[str | None]) -> str:
 def basebackup_command(
     tenant_id: TenantId, timeline_id: TimelineId, lsn: Lsn | None, *, replica: bool
 ) -> str:
-    """compute_ctl's exact command (§1.5): the LSN only when known (not None, not 0/0)."""
+    """compute_ctl's exact command: the LSN only when known (not None, not 0/0)."""
     words = ["basebackup", str(tenant_id), str(timeline_id)]
     if lsn:
         words.append(str(lsn))
@@ -180,7 +180,7 @@ async def libpq_basebackup(
 
 
 def lease_lsn_command(tenant_shard_id: TenantShardId, timeline_id: TimelineId, lsn: Lsn) -> str:
-    """compute_ctl's lease command (§5), trailing space included."""
+    """compute_ctl's lease command, trailing space included."""
     return f"lease lsn {tenant_shard_id} {timeline_id} {lsn} "
 
 

@@ -1,7 +1,7 @@
 """Retry policies as data, and one async loop that applies them.
 
-Why data: the schedules are part of the observable contract (storage-protocols §1.9: the
-basebackup makes 11 tries, sleeping 500 ms ×1.5 truncated to whole milliseconds; §4.2:
+Why data: the schedules are part of the observable contract (the
+basebackup makes 11 tries, sleeping 500 ms ×1.5 truncated to whole milliseconds;
 sync-safekeepers makes 6 runs sleeping 0 s, then 1.1ⁿ s capped at 3 s), so tests compare the
 exact delays instead of timing a loop. Why an injectable sleep: tests check the schedule without
 waiting a minute, and production sleeps with `asyncio.sleep` so the event loop keeps serving
@@ -88,7 +88,7 @@ class RetryPolicy:
 
 
 BASEBACKUP_RETRY: Final = RetryPolicy()
-"""§1.9: 10 retries (11 tries), 500 ms ×1.5 truncated to ms, no cap (about 56.7 s in all)."""
+"""10 retries (11 tries), 500 ms ×1.5 truncated to ms, no cap (about 56.7 s in all)."""
 
 SYNC_SAFEKEEPERS_RETRY: Final = RetryPolicy(
     max_retries=5,
@@ -98,7 +98,7 @@ SYNC_SAFEKEEPERS_RETRY: Final = RetryPolicy(
     first_retry_immediate=True,
     whole_ms=False,
 )
-"""§4.2: 6 runs at startup, waits 0, 1.1, 1.21, 1.331, 1.4641 s (1.1ⁿ capped at 3 s)."""
+"""6 runs at startup, waits 0, 1.1, 1.21, 1.331, 1.4641 s (1.1ⁿ capped at 3 s)."""
 
 NO_RETRY: Final = RetryPolicy(max_retries=0)
 """One try (the shutdown-time sync-safekeepers run)."""

@@ -1,9 +1,9 @@
 """The commit LSN a compute starts from: ask the safekeepers, or make them agree.
 
 A primary must start exactly where the safekeepers' WAL ends, or it would fork history. The
-cheap way (storage-protocols §4.1) asks every safekeeper for `TIMELINE_STATUS` in parallel,
+cheap way asks every safekeeper for `TIMELINE_STATUS` in parallel,
 with 100 ms each, and trusts the answer only if a quorum replied and every collected reply
-agrees (flush == commit, all equal). Otherwise (§4.2) `postgres --sync-safekeepers` runs the
+agrees (flush == commit, all equal). Otherwise `postgres --sync-safekeepers` runs the
 walproposer election in a child process and prints the agreed LSN. Replicas and static
 computes never touch the safekeepers (the start-up path, `compute/prepare.basebackup_lsn`,
 decides by mode).
@@ -52,7 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PER_SAFEKEEPER_TIMEOUT: Final = 0.1
-"""§4.1: connect + startup + auth + query, per safekeeper."""
+"""Connect + startup + auth + query, per safekeeper."""
 
 DEFAULT_TERM_GRACE: Final = 10.0
 """Seconds a signalled sync-safekeepers child gets to exit before it is killed."""
@@ -72,7 +72,7 @@ def _shorten(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# §4.1 the fast path
+# The fast path
 
 
 @dataclass(frozen=True)
@@ -304,7 +304,7 @@ def _describe(reply: TimelineStatus | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# §4.2 postgres --sync-safekeepers
+# The slow path: postgres --sync-safekeepers
 
 
 class SyncSafekeepersError(StorageError):

@@ -35,7 +35,7 @@ from compute_dev.standins.timelines import TimelineError, TimelineStore
 DEFAULT_LIBPQ_PORT = 64000
 DEFAULT_GRPC_PORT = 51051
 DEFAULT_SAFEKEEPER_PORTS = "5454"
-"""neon_local's defaults (§6)."""
+"""neon_local's defaults."""
 
 
 def _ports(text: str) -> list[int]:
@@ -139,7 +139,7 @@ SAFEKEEPER_FAULTS = ("no_row", "reject_auth", "error")
 def faults_from_args(
     args: argparse.Namespace,
 ) -> tuple[Faults | None, GrpcFaults | None, SafekeeperFaults | None]:
-    """The injected failures the command line asks for (§7.5), so whole-process tests can
+    """The injected failures the command line asks for, so whole-process tests can
     drive each client path through a real `compute-dev storage` process."""
     libpq = None
     if args.fault or args.basebackup_delay:

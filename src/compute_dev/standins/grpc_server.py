@@ -2,12 +2,12 @@
 
 It exists so compute_ctl's gRPC client runs against the real wire protocol on this machine: it
 serves the exact service of `page_service.proto` on plaintext HTTP/2, checks the request
-headers in the pageserver's order and with its status codes and texts (§2.2, §7.2 of the
-storage reference), verifies Ed25519 storage tokens like the pageserver (§1.3), streams
+headers in the pageserver's order and with its status codes and texts, verifies Ed25519
+storage tokens like the pageserver, streams
 basebackups from a `TimelineStore` in 256 KiB chunks, grants LSN leases, and answers every
 other RPC with UNIMPLEMENTED (compute_ctl never calls them).
 
-Faults can be switched on when the server is built (§7.5 #9): a status at the start of
+Faults can be switched on when the server is built: a status at the start of
 GetBaseBackup (NOT_FOUND, UNAVAILABLE, ...), or INTERNAL in the trailers after some chunks, for
 the first N calls or for all of them, so the client's retry paths can be exercised.
 """
@@ -51,12 +51,12 @@ SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["PageService"]
 SERVICE = SERVICE_DESCRIPTOR.full_name
 
 CHUNK_SIZE = DEFAULT_CHUNK_SIZE
-"""Every GetBaseBackup chunk is exactly this long, except the last (§2.4)."""
+"""Every GetBaseBackup chunk is exactly this long, except the last."""
 
 DEFAULT_LEASE_LENGTH = datetime.timedelta(minutes=10)
 
 SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
-    # The pageserver's HTTP/2 settings (§2.1) and tonic's default message limits (§2.5).
+    # The pageserver's HTTP/2 settings and tonic's default message limits.
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.max_concurrent_streams", 256),
@@ -112,7 +112,7 @@ def _metadata_dict(metadata: Iterable[tuple[str, str | bytes]] | None) -> dict[s
 
 
 def parse_call_ids(headers: dict[str, str]) -> CallIds:
-    """Check the three `neon-*` headers in the pageserver's order (§2.2)."""
+    """Check the three `neon-*` headers in the pageserver's order."""
     values: list[object] = []
     for name, parse in (
         ("neon-tenant-id", TenantId),
@@ -136,7 +136,7 @@ def parse_call_ids(headers: dict[str, str]) -> CallIds:
 def check_authorization(
     auth: JwtVerifier | None, headers: dict[str, str], tenant: TenantId
 ) -> None:
-    """The `authorization` header, only when auth is on (§2.2)."""
+    """The `authorization` header, only when auth is on."""
     if auth is None:
         return
     value = headers.get("authorization")
@@ -204,7 +204,7 @@ class CallRecord:
 
 
 class _HeaderInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Headers first, then auth, before any servicer code runs (§7.2)."""
+    """Headers first, then auth, before any servicer code runs."""
 
     def __init__(self, service: PageServiceStandIn) -> None:
         self.service = service
@@ -239,7 +239,7 @@ class _HeaderInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
 @dataclass(frozen=True)
 class GrpcFaults:
-    """Error injection for GetBaseBackup and LeaseLsn (§7.5 #9, #11, #12).
+    """Error injection for GetBaseBackup and LeaseLsn.
 
     `start_code` fails GetBaseBackup right after the header, auth and shard checks (NOT_FOUND:
     "timeline not found", UNAVAILABLE: "tenant not active", ...). `internal_after_chunks` ends
@@ -298,7 +298,7 @@ class PageServiceStandIn:
     def _prepare_basebackup(
         self, request: pb.GetBaseBackupRequest, ids: CallIds, faulty: bool
     ) -> Timeline:
-        """The checks of §2.4 and §7.2, in order; returns the timeline to stream."""
+        """The checks of, in order; returns the timeline to stream."""
         if ids.shard.number != 0:
             raise RpcRejectedError(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -339,7 +339,7 @@ class PageServiceStandIn:
         request: pb.GetBaseBackupRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.GetBaseBackupResponseChunk]:
-        """Stream the tarball; ends with INTERNAL if generating it fails (§2.4 step 6)."""
+        """Stream the tarball; ends with INTERNAL if generating it fails."""
         self.basebackup_requests.append(request)
         ids = parse_call_ids(_metadata_dict(context.invocation_metadata()))
         faulty = self._fault_now()
@@ -483,7 +483,7 @@ async def start_grpc_stand_in(
     """Build, bind and start the stand-in. `port` 0 picks a free port (see `.port`).
 
     `public_key` turns JWT mode on: PEM bytes, a PEM file or a directory of them. Without it
-    the listener trusts every caller and ignores `authorization` (§2.2).
+    the listener trusts every caller and ignores `authorization`.
     """
     auth = JwtVerifier.coerce(public_key)
     service = PageServiceStandIn(

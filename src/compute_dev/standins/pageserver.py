@@ -1,4 +1,4 @@
-"""The pageserver's libpq listener (`page_service`), as a development stand-in (reference §7.1).
+"""The pageserver's libpq listener (`page_service`), as a development stand-in.
 
 It serves what compute_ctl asks a pageserver over libpq: `basebackup` (and `fullbackup`) as COPY
 OUT, `lease lsn` as a one-row result, and `set …`. Timelines come from a `TimelineStore`: each is
@@ -6,12 +6,12 @@ a stored data directory at a stored LSN, so the stand-in can serve exactly that 
 which is the same). An earlier LSN is refused as being below the GC cutoff and a later one as a
 `wait_lsn` timeout, which are the errors a pageserver gives for LSNs it cannot serve.
 
-Authentication is Trust, or NeonJWT when a public key is given (Ed25519, §1.3): the token comes
+Authentication is Trust, or NeonJWT when a public key is given (Ed25519): the token comes
 as a cleartext password at the handshake, and every command is checked against the tenant it
-names. Error texts follow §1.5/§1.6, including the difference between the simple protocol
+names. Error texts follow, including the difference between the simple protocol
 (psql, psycopg) and the extended one (the Rust compute_ctl).
 
-Every failure a client must survive (§7.5 #1–#8, #11–#13) can be switched on through `Faults`,
+Every failure a client must survive can be switched on through `Faults`,
 which the tests may change while the server runs. The tarball payload is compressed here rather
 than by `Timeline.tar_chunks(gzip=True)` because several faults need to stop, sync-flush or
 corrupt the gzip member at a chosen point.
@@ -61,7 +61,7 @@ TRUST_PARAMETERS = (
     ("integer_datetimes", "on"),
     ("server_version", "14.1"),
 )
-"""ParameterStatus after a Trust handshake; a JWT handshake sends only client_encoding (§1.2)."""
+"""ParameterStatus after a Trust handshake; a JWT handshake sends only client_encoding."""
 JWT_PARAMETERS = (("client_encoding", "UTF8"),)
 
 DEFAULT_LEASE_LENGTH = 600.0
@@ -79,7 +79,7 @@ reserved type 3, which every inflater rejects."""
 
 @dataclass
 class Faults:
-    """Failures to inject (§7.5), read at the moment a request reaches each point, so tests may
+    """Failures to inject, read at the moment a request reaches each point, so tests may
     switch them while the server runs.
 
     `times` limits how often failures fire in total (None: every time), e.g. `times=2` makes the
@@ -182,7 +182,7 @@ Command = BaseBackupCmd | FullBackupCmd | LeaseLsnCmd | SetCmd | PageStreamCmd
 
 
 def parse_command(query: str) -> Command:
-    """Parse a page_service command as the pageserver does (§1.5): trim, split at the first
+    """Parse a page_service command as the pageserver does: trim, split at the first
     space, match the word case-insensitively, split the rest on whitespace."""
     text = query.strip()
     word, space, rest = text.partition(" ")
@@ -322,7 +322,7 @@ class PageserverLibpq:
     """(tenant shard, timeline, lsn) → expiry, seconds since the epoch."""
 
     async def session(self, conn: PgConnection) -> None:
-        """The handshake of §1.2, then the query loop."""
+        """The handshake of, then the query loop."""
         if self.faults.take(self.faults.drop_before_handshake):
             raise DropConnectionError
         params = await conn.read_startup()
@@ -384,7 +384,7 @@ class PageserverLibpq:
             raise BackendError("unauthorized", str(exc)) from None
 
     def _resolve(self, tenant_id: TenantId, timeline_id: TimelineId) -> Timeline:
-        """The stored timeline, or the NotFound errors of §1.6 (real or injected)."""
+        """The stored timeline, or the NotFound errors of (real or injected)."""
         if self.faults.take(self.faults.timeline_not_found):
             raise BackendError("not_found", f"Timeline {tenant_id}/{timeline_id} was not found")
         try:
@@ -441,7 +441,7 @@ class PageserverLibpq:
         claims: Claims | None,
         request: _Request,
     ) -> None:
-        """§1.6 steps 1–7: permission, timeline, wait, LSN check, then the COPY OUT."""
+        """The steps in order: permission, timeline, wait, LSN check, then the COPY OUT."""
         request.tenant, request.timeline = str(cmd.tenant_id), str(cmd.timeline_id)
         request.lsn = str(cmd.lsn) if cmd.lsn is not None else "latest"
         gzip = isinstance(cmd, BaseBackupCmd) and cmd.gzip
@@ -488,7 +488,7 @@ class PageserverLibpq:
     def _lease_lsn(
         self, conn: PgConnection, cmd: LeaseLsnCmd, claims: Claims | None, request: _Request
     ) -> None:
-        """§5: a row `valid_until` with the expiry in ms since the epoch, or NULL if refused.
+        """A row `valid_until` with the expiry in ms since the epoch, or NULL if refused.
 
         The stand-in accepts any shard index for its (unsharded) timelines. Its GC cutoff is
         the stored LSN, so a lease below it is refused, like a basebackup there.

@@ -1,7 +1,7 @@
 """The server side of the PostgreSQL v3 wire protocol, as much as the storage stand-ins need.
 
 Neon's pageserver and safekeepers are not PostgreSQL servers; they speak a small subset of its
-wire protocol (storage reference §1.2, §1.4): the startup handshake with optional cleartext
+wire protocol: the startup handshake with optional cleartext
 password, simple queries, a minimal extended-query sequence, COPY OUT and row results. The
 stand-ins must speak the same subset, with the same quirks, so that psql, psycopg and the Rust
 compute_ctl all talk to them exactly as they talk to the real servers.
@@ -17,7 +17,7 @@ What this module decides, and the application (pageserver.py, safekeeper.py) doe
   the connection, protocol 3.x is accepted (NegotiateProtocolVersion for a newer minor), any
   other version is refused.
 - The query loop: `Q` runs the handler then sends ReadyForQuery; the extended sequence follows
-  §1.4 (Parse stores the text and refuses parameter types, Describe of a statement answers
+  (Parse stores the text and refuses parameter types, Describe of a statement answers
   ParameterDescription(0) + NoData, Describe of a portal is a protocol violation, Bind and
   Execute work on the unnamed portal only, Execute sends no ReadyForQuery, Sync does). After an
   error inside an extended sequence, messages are skipped until Sync, as PostgreSQL does, so a
@@ -87,7 +87,7 @@ class QueryError(Exception):
 
 class BackendError(Exception):
     """A command failure of Neon's postgres_backend, which both storage servers share: its
-    ErrorResponse text depends on the sub-protocol the query came through (§1.6).
+    ErrorResponse text depends on the sub-protocol the query came through.
 
     `unauthorized` and `not_found` show a fixed text to simple-protocol clients and
     `Unauthorized: <message>` / `Not found: <message>` to extended ones; any other failure
@@ -144,7 +144,7 @@ class Column:
 @dataclass(frozen=True)
 class Query:
     """A query to run: its text, and whether it came through the extended protocol (some
-    error texts differ between the two, §1.6)."""
+    error texts differ between the two)."""
 
     text: str
     extended: bool

@@ -1,4 +1,4 @@
-"""A safekeeper's libpq listener, as a development stand-in (storage reference §4.1, §4.4, §7.3).
+"""A safekeeper's libpq listener, as a development stand-in.
 
 compute_ctl asks each safekeeper `TIMELINE_STATUS` to learn whether they already agree on the
 end of WAL (the "already synced?" fast path of a Primary start). This stand-in answers from a
@@ -7,11 +7,11 @@ end of WAL (the "already synced?" fast path of a Primary start). This stand-in a
 
 The tenant and timeline come from the startup `options` (`-c timeline_id=T tenant_id=X`: one
 `-c`, then `k=v` tokens split on unescaped whitespace), as upstream reads them. Authentication
-is the pageserver's handshake (§1.2) with the safekeeper's permission rule: `tenant` scope for
+is the pageserver's handshake with the safekeeper's permission rule: `tenant` scope for
 that tenant, or `safekeeperdata`.
 
 The walproposer protocol (`START_WAL_PUSH`) is not served: tests either make the fast path
-succeed or use a fake `postgres --sync-safekeepers` (§7.3). The faults of §7.5 #14 are in
+succeed or use a fake `postgres --sync-safekeepers`. The faults of are in
 `SafekeeperFaults`, read per request so tests can change them while the server runs.
 """
 
@@ -43,13 +43,13 @@ log = logging.getLogger("compute_dev.safekeeper")
 
 STATUS_COLUMNS = (Column("flush_lsn"), Column("commit_lsn"))
 UNSERVED_COMMANDS = ("START_WAL_PUSH", "START_REPLICATION", "IDENTIFY_SYSTEM")
-"""Commands a safekeeper knows but the stand-in does not implement (§7.4)."""
+"""Commands a safekeeper knows but the stand-in does not implement."""
 _UNESCAPED_SPACE = re.compile(r"(?<!\\)\s+")
 
 
 @dataclass
 class SafekeeperFaults:
-    """Ways to make `TIMELINE_STATUS` fail the fast path (§7.5 #14).
+    """Ways to make `TIMELINE_STATUS` fail the fast path.
 
     Unequal LSNs across safekeepers: give one of them other `flush_lsn`/`commit_lsn` values;
     flush ≠ commit: set just one of them.
@@ -119,7 +119,7 @@ class SafekeeperStandIn:
     faults: SafekeeperFaults = field(default_factory=SafekeeperFaults)
 
     async def session(self, conn: PgConnection) -> None:
-        """The handshake (§1.2, §4.4), then the query loop."""
+        """The handshake, then the query loop."""
         params = await conn.read_startup()
         if params is None:
             return
@@ -181,7 +181,7 @@ class SafekeeperStandIn:
     def _check(
         claims: Claims | None, tenant: TenantId | None, timeline: TimelineId | None
     ) -> tuple[TenantId, TimelineId]:
-        """What every command needs first (§4.4): both ids, then permission."""
+        """What every command needs first: both ids, then permission."""
         if tenant is None:
             raise BackendError("other", "tenantid is required")
         if timeline is None:

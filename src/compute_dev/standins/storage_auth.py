@@ -48,7 +48,7 @@ class Claims:
 
 
 class JwtVerifier:
-    """Verifies storage tokens: EdDSA only, against one or more Ed25519 public keys (§1.3).
+    """Verifies storage tokens: EdDSA only, against one or more Ed25519 public keys.
 
     Shared by the pageserver and safekeeper stand-ins; the permission rules differ and stay
     in each server.

@@ -8,7 +8,7 @@ complete (catalogs and relation files included, unlike a normal Neon basebackup)
 PostgreSQL can start from the tarball it produces, which lets tests check the whole
 fetch-and-unpack path end to end without Neon's Postgres.
 
-The tarball imitates the pageserver's (§1.7 of the storage reference): GNU headers, mode 0600
+The tarball imitates the pageserver's: GNU headers, mode 0600
 files and 0755 directories, the same mtime ("now") on every entry, no `postgresql.conf`,
 `neon.signal` and `zenith.signal` just before `global/pg_control`, which comes last but for the
 WAL, and an explicit end-of-archive marker. It is generated on the fly in fixed-size chunks, so
@@ -34,7 +34,7 @@ from compute_ctl.spec.types import Lsn, TenantId, TimelineId
 from compute_dev.pgbin import RunAs, find_pg_bin, server_user
 
 DEFAULT_CHUNK_SIZE = 256 * 1024
-"""The gRPC page_api's chunk size (§2.4); the libpq stand-in may ask for smaller chunks."""
+"""The gRPC page_api's chunk size; the libpq stand-in may ask for smaller chunks."""
 
 SUPERUSER = "cloud_admin"
 """The superuser Neon's initdb creates; compute_ctl connects as it."""
