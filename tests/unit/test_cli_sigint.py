@@ -65,7 +65,7 @@ def run_interrupted(module: str, name: str, args: list[str], *, is_async: bool =
     [
         ("compute_ctl.cli", "init_if_pid1", False),  # the first thing main does
         ("compute_ctl.cli", "parse_params", False),
-        ("compute_ctl.cli", "_setup_logging", False),
+        ("compute_ctl.cli", "setup_logging", False),
         ("compute_ctl.cli", "_load_inputs", False),  # reading the spec
         ("compute_ctl.main", "run_compute", True),  # in the event loop, early
     ],

@@ -12,6 +12,8 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from compute_ctl import tracing
+from compute_ctl.http.logtext import printable
+from compute_ctl.http.middleware import logged_uri
 
 TRACE_HEADERS = (b"traceparent", b"tracestate")
 EXTENSION_SERVER = "/extension_server/"
@@ -40,14 +42,14 @@ class TraceMiddleware:
                 carrier[key.decode()] = value.decode("latin-1")
             elif key == b"x-request-id":
                 request_id = value.decode("latin-1")
-        query = scope["query_string"]
-        uri = scope["path"] + ("?" + query.decode("latin-1") if query else "")
-        version = scope.get("http_version", "1.1")
-        token = tracing.request_id.set(request_id)
+        # What reaches the log is escaped and its query secrets redacted, as the request line
+        # itself (http/middleware.py): a client cannot forge a line through the span prefix.
+        uri = logged_uri(scope)
+        method = printable(scope["method"])
+        version = printable(scope.get("http_version", "1.1"))
+        token = tracing.request_id.set(printable(request_id))
         try:
-            with tracing.log_scope(
-                f"request{{method={scope['method']} uri={uri} version=HTTP/{version}}}"
-            ):
+            with tracing.log_scope(f"request{{method={method} uri={uri} version=HTTP/{version}}}"):
                 if tracing.active():
                     await self._traced(scope, receive, send, carrier, request_id)
                 else:
