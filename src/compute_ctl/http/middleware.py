@@ -52,6 +52,14 @@ def logged_uri(scope: Scope) -> str:
     return printable(path + ("?" + redact_query(query) if query else ""))
 
 
+def request_label(scope: Scope) -> str:
+    """Upstream's `request{method=… uri=… version=…}` span label, escaped and redacted: what
+    both the request lines and the lines logged while it is served start with."""
+    method = printable(scope["method"])
+    version = printable(scope.get("http_version", "1.1"))
+    return f"request{{method={method} uri={logged_uri(scope)} version=HTTP/{version}}}"
+
+
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -65,10 +73,8 @@ class RequestIdMiddleware:
         request_id = raw_id.decode("latin-1") if raw_id else str(uuid.uuid4())
         if raw_id is None:
             scope["headers"] = [*scope["headers"], (REQUEST_ID.encode(), request_id.encode())]
-        method = printable(scope["method"])
-        uri = logged_uri(scope)
-        version = printable(scope.get("http_version", "1.1"))
-        span = f"request{{method={method} uri={uri} version=HTTP/{version}}}"
+        span = request_label(scope)
+        method, uri = printable(scope["method"]), logged_uri(scope)
         logged_id = printable(request_id)
         log.info("%s: %s %s request_id=%s", span, method, uri, logged_id)
         started = time.monotonic()

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from compute_ctl import tracing
 from compute_ctl.http.logtext import printable
-from compute_ctl.http.middleware import logged_uri
+from compute_ctl.http.middleware import request_label
 
 TRACE_HEADERS = (b"traceparent", b"tracestate")
 EXTENSION_SERVER = "/extension_server/"
@@ -42,14 +42,10 @@ class TraceMiddleware:
                 carrier[key.decode()] = value.decode("latin-1")
             elif key == b"x-request-id":
                 request_id = value.decode("latin-1")
-        # What reaches the log is escaped and its query secrets redacted, as the request line
-        # itself (http/middleware.py): a client cannot forge a line through the span prefix.
-        uri = logged_uri(scope)
-        method = printable(scope["method"])
-        version = printable(scope.get("http_version", "1.1"))
+        # The same escaped, redacted label as the request line: no line forged through it.
         token = tracing.request_id.set(printable(request_id))
         try:
-            with tracing.log_scope(f"request{{method={method} uri={uri} version=HTTP/{version}}}"):
+            with tracing.log_scope(request_label(scope)):
                 if tracing.active():
                     await self._traced(scope, receive, send, carrier, request_id)
                 else:
