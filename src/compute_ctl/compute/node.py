@@ -18,7 +18,7 @@ import signal
 import sys
 from typing import Protocol, TextIO
 
-from compute_ctl import tracing
+from compute_ctl import allocator, tracing
 from compute_ctl.compute import shutdown, vm_tools
 from compute_ctl.compute.configurator import Configurator
 from compute_ctl.compute.extensions_stats import ExtensionStats
@@ -164,6 +164,7 @@ class ComputeNode:
         if state.pspec is None and not params.lakebase_mode:
             await prewarm_vm_memory(params, self.neon_available, self.log_out)
         await listeners.start()
+        allocator.limit_arenas()  # before the first worker thread; off the /status path
         await tracing.load()  # only with an exporter configured; /status is served already
         # Upstream's first line; here once the inputs are loaded (an unstartable spec is one
         # line on stderr) and the exporter, if any, is set up.
@@ -200,6 +201,9 @@ class ComputeNode:
                 await self.pg.stop(signal.SIGQUIT, STOP_TIMEOUT)
                 self.pg = None
         else:
+            # Start-up's buffers are freed: hand their pages back, off the loop, so that the
+            # answer to /configure is not held up by it.
+            self.tasks.spawn(allocator.trim_in_thread(), "malloc-trim")
             self.monitors.start(pspec)
         if self.pg is not None:
             if self._terminating.is_set():
