@@ -77,7 +77,7 @@ image-test: $(STAMP) postgres image
 proto: $(STAMP)
 	$(BIN)/python -m compute_ctl.storage.proto.generate
 
-# Benchmarks P1-P5 against the physical floor, measured in the same runs (several minutes, never
+# Benchmarks P1-P5 and F1-F6 (bench/fleet.py) against the physical floor, measured in the same runs (several minutes, never
 # part of `make test`), then the table in docs/benchmarks.md from bench/results/*.json.
 # catalog.py exits 1 when its goal is missed: a result the table reports, not a failure here.
 # P1 runs again on tmpfs when /dev/shm has 2 GiB free (a container's 64 MiB is too little), P3
@@ -95,6 +95,7 @@ bench: $(STAMP) postgres
 	$(BIN)/python bench/basebackup.py
 	$(BIN)/python bench/api_latency.py
 	-$(BIN)/python bench/pid1_memory.py
+	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/report.py
 
 clean:

@@ -210,6 +210,88 @@ def p5_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _over(verdict: dict[str, Any]) -> tuple[str, str]:
+    """The goal cell and the met cell of a figure measured against its floor."""
+    text = f"p50 − floor ≤ {verdict['goal']:.0f} ms: {verdict['value']:+.0f} ms"
+    return text, met(verdict["met"])
+
+
+def _tails(s: dict[str, Any]) -> str:
+    return f"; p90 {ms(s['p90'])}, p99 {ms(s['p99'])}" if s["n"] >= 20 else ""
+
+
+def f_rows(r: dict[str, Any]) -> list[Row]:
+    """F1-F6 (bench/fleet.py), one row per figure and protocol."""
+    floor = r["floor_postmaster_ms"]
+    floor_cell = f"untar + postmaster ready: {spread_ms(floor)}"
+    rows: list[Row] = []
+    for protocol, res in r["results"].items():
+        configure = res["F1_configure_ms"]
+        running = res["F2_exec_to_running_ms"]
+        total = res["F3_total_startup_ms_pooled"]
+        idle, runs = res["F4_F5_idle"], configure["n"]
+        par, par_floor = res["F6_per_compute_ms"], res["F6_floor_per_compute_ms"]
+        rows += [
+            (
+                "F1",
+                f"pooled start over {protocol}: empty, idle 2 s, `POST /configure` → 200 "
+                f"({runs} starts{_tails(configure)})",
+                spread_ms(configure),
+                floor_cell,
+                *_over(res["F1"]),
+                day(r),
+            ),
+            (
+                "F2",
+                f"`-S` start over {protocol}, exec → `running` ({running['n']} starts"
+                f"{_tails(running)})",
+                spread_ms(running),
+                floor_cell,
+                *_over(res["F2"]),
+                day(r),
+            ),
+            (
+                "F3",
+                f"`total_startup_ms` of the pooled start over {protocol} "
+                f"(`-S`: {ms(res['F3_total_startup_ms_direct']['p50'])})",
+                spread_ms(total),
+                floor_cell,
+                *_over(res["F3"]),
+                day(r),
+            ),
+            (
+                "F4",
+                f"compute_ctl's memory after {r['idle_seconds']:.0f} s `running` over {protocol} "
+                f"(VmHWM; VmRSS {idle['vmrss_mib']:.1f} MiB, {idle['threads']} threads)",
+                f"{idle['vmhwm_mib']:.1f} MiB",
+                "—",
+                f"VmHWM ≤ {res['F4']['goal']:.0f} MiB",
+                met(res["F4"]["met"]),
+                day(r),
+            ),
+            (
+                "F5",
+                f"idle CPU over {r['idle_seconds']:.0f} s `running` over {protocol}, activity "
+                f"monitor on ({idle['cpu_seconds']:.2f} s utime+stime)",
+                f"{idle['cpu_percent_of_core']:.3f} % of a core",
+                "—",
+                f"≤ {res['F5']['goal']:.1f} %",
+                met(res["F5"]["met"]),
+                day(r),
+            ),
+            (
+                "F6",
+                f"{r['parallel']} pooled computes over {protocol} configured at once, each one's "
+                f"`/configure` → 200 (all running after {ms(res['F6_all_running_ms'])})",
+                spread_ms(par),
+                f"{r['parallel']} floors at once: {spread_ms(par_floor)}",
+                *_over(res["F6"]),
+                day(r),
+            ),
+        ]
+    return rows
+
+
 def machine_line(reports: list[dict[str, Any]]) -> str:
     for report in reports:
         machine = report.get("machine")
@@ -230,6 +312,7 @@ def render() -> str:
         ("catalog-tmpfs", lambda r: p3_rows(r, "tmpfs")),
         ("basebackup", p4_rows),
         ("api_latency", p5_rows),
+        ("fleet", f_rows),
     ]
     rows: list[Row] = []
     missing: list[str] = []
