@@ -12,7 +12,8 @@ one `compute-dev storage` process, a fresh initdb timeline, three safekeepers.
 - F2 `-S` start: exec → `running` (wall), as P1 starts it.
 - F3 `total_startup_ms` of both kinds of start.
 - F4 memory after `--idle` seconds `running` (activity monitor on): VmHWM and VmRSS.
-- F5 idle cost: utime + stime over the same `--idle` seconds, as a share of one core.
+- F5 idle cost: the CPU time of all its threads (the scheduler's ns count, utime + stime in
+  ticks beside it) over the same `--idle` seconds, as a share of one core.
 - F6 `--parallel` empty computes started at once, then configured at once: each one's
   `/configure` → 200.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import http.client
 import json
 import os
@@ -74,6 +76,37 @@ def cpu_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+def cpu_ns(pid: int) -> int:
+    """Time on a CPU of all the process' threads, in ns (the scheduler's own count: the clock
+    ticks of `cpu_ticks` are 10 ms, too coarse for an idle minute)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        path = f"/proc/{pid}/task/{task}/schedstat"
+        with contextlib.suppress(FileNotFoundError), open(path) as f:  # a thread that ended
+            total += int(f.read().split()[0])
+    return total
+
+
+def memory_kinds(pid: int) -> dict[str, float]:
+    """What of the resident memory is the compute's own: anonymous pages (RssAnon), file pages
+    (RssFile: shared libraries and modules, shared with every other compute_ctl on the host),
+    the proportional share (Pss) and the private part (USS = Private_Clean + Private_Dirty)."""
+    fields: dict[str, int] = {}
+    for name in ("status", "smaps_rollup"):
+        with open(f"/proc/{pid}/{name}") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                parts = value.split()
+                if len(parts) == 2 and parts[1] == "kB":
+                    fields[key] = int(parts[0])
+    return {
+        "rss_anon_mib": round(fields["RssAnon"] / 1024, 1),
+        "rss_file_mib": round(fields["RssFile"] / 1024, 1),
+        "pss_mib": round(fields["Pss"] / 1024, 1),
+        "uss_mib": round((fields["Private_Clean"] + fields["Private_Dirty"]) / 1024, 1),
+    }
 
 
 def post_json(port: int, path: str, body: bytes, timeout: float = DEADLINE) -> tuple[int, bytes]:
@@ -156,21 +189,25 @@ def idle_cost(stand: Stand, protocol: str, seconds: float) -> dict[str, Any]:
         compute.wait_serving()
         compute.configure(protocol)
         wait_status(compute.port, "running", compute.process, interval=0.1, deadline=DEADLINE)
-        before = cpu_ticks(compute.process.pid)
+        pid = compute.process.pid
+        before, before_ns = cpu_ticks(pid), cpu_ns(pid)
         started = time.monotonic()
         time.sleep(seconds)
-        used = cpu_ticks(compute.process.pid) - before
+        used, used_ns = cpu_ticks(pid) - before, cpu_ns(pid) - before_ns
         elapsed = time.monotonic() - started
-        rss, hwm = rss_kib(compute.process.pid)
-        threads = len(os.listdir(f"/proc/{compute.process.pid}/task"))
+        rss, hwm = rss_kib(pid)
+        kinds = memory_kinds(pid)
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     finally:
         compute.stop()
     return {
         "vmrss_mib": round(rss / 1024, 1),
         "vmhwm_mib": round(hwm / 1024, 1),
+        **kinds,
         "threads": threads,
         "cpu_seconds": round(used / CLK_TCK, 2),
-        "cpu_percent_of_core": round(100 * used / CLK_TCK / elapsed, 3),
+        "cpu_ms_scheduler": round(used_ns / 1e6, 1),
+        "cpu_percent_of_core": round(100 * used_ns / 1e9 / elapsed, 3),
     }
 
 

@@ -220,6 +220,20 @@ def _tails(s: dict[str, Any]) -> str:
     return f"; p90 {ms(s['p90'])}, p99 {ms(s['p99'])}" if s["n"] >= 20 else ""
 
 
+def _own(idle: dict[str, Any]) -> str:
+    """The anonymous part and the private part (USS) of a compute's resident memory."""
+    if "rss_anon_mib" not in idle:
+        return "?"
+    return (
+        f"anonymous {idle['rss_anon_mib']:.1f}, USS {idle['uss_mib']:.1f}, "
+        f"PSS {idle['pss_mib']:.1f}"
+    )
+
+
+def _cpu_ms(idle: dict[str, Any]) -> float:
+    return float(idle.get("cpu_ms_scheduler", idle["cpu_seconds"] * 1000))
+
+
 def f_rows(r: dict[str, Any]) -> list[Row]:
     """F1-F6 (bench/fleet.py), one row per figure and protocol."""
     floor = r["floor_postmaster_ms"]
@@ -262,7 +276,8 @@ def f_rows(r: dict[str, Any]) -> list[Row]:
             (
                 "F4",
                 f"compute_ctl's memory after {r['idle_seconds']:.0f} s `running` over {protocol} "
-                f"(VmHWM; VmRSS {idle['vmrss_mib']:.1f} MiB, {idle['threads']} threads)",
+                f"(VmHWM; VmRSS {idle['vmrss_mib']:.1f} MiB of which {_own(idle)}; "
+                f"{idle['threads']} threads)",
                 f"{idle['vmhwm_mib']:.1f} MiB",
                 "—",
                 f"VmHWM ≤ {res['F4']['goal']:.0f} MiB",
@@ -272,7 +287,7 @@ def f_rows(r: dict[str, Any]) -> list[Row]:
             (
                 "F5",
                 f"idle CPU over {r['idle_seconds']:.0f} s `running` over {protocol}, activity "
-                f"monitor on ({idle['cpu_seconds']:.2f} s utime+stime)",
+                f"monitor on ({_cpu_ms(idle):.0f} ms on a CPU)",
                 f"{idle['cpu_percent_of_core']:.3f} % of a core",
                 "—",
                 f"≤ {res['F5']['goal']:.1f} %",
