@@ -12,6 +12,7 @@ import shutil
 import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -226,3 +227,75 @@ def test_every_json_body_is_bounded(
     assert "recursion limit exceeded" in text or "lone surrogate" in text, text
     assert len(text) < LONGEST_LINE
     _no_traceback(empty_compute)
+
+
+# ------------------------------------------------------------------------------------------
+# The API's own inputs and tools (issue 17, item 8), against one running compute.
+
+# Names a client may send that Postgres would refuse or truncate: every one is a 400 naming
+# the field, before pg_dump or a connection is tried.
+BAD_NAMES = [
+    ("", "name is empty"),
+    ("d" * 70, "is 70 bytes long; Postgres allows at most 63"),
+    ("\U0001f418" * 16, "is 64 bytes long"),
+    ("app\x00db", "contains a NUL character"),
+]
+
+
+@pytest.fixture(scope="module")
+def api_compute(storage: Storage) -> Iterator[Compute]:
+    """A running compute with a database `app` and a role `alice`."""
+    compute = _new_compute("e2e-harden-api-")
+    try:
+        compute.start("-S", str(compute.write("spec.json", _valid_spec(compute, storage))))
+        compute.wait_status("running")
+        compute.execute("CREATE DATABASE app")
+        compute.execute("CREATE ROLE alice")
+        yield compute
+    finally:
+        _discard(compute)
+
+
+def _refused(answer: Any, field: str, problem: str) -> None:
+    assert answer.status == 400, answer
+    message = answer.json()["error"]
+    assert message.startswith(f"{field}: {field} name"), message
+    assert problem in message, message
+    assert len(answer.body) < 200, answer.body  # a short excerpt, never the whole name
+
+
+def test_database_schema_names(api_compute: Compute) -> None:
+    compute = api_compute
+    for name, problem in BAD_NAMES:
+        answer = compute.call("GET", f"/database_schema?database={quote(name)}")
+        _refused(answer, "database", problem)
+    answer = compute.call("GET", "/database_schema?database=app")
+    assert answer.status == 200
+    assert "-- PostgreSQL database dump complete" in answer.body.decode()
+    _no_traceback(compute)
+
+
+INSTALL = {"extension": "citext", "database": "app", "version": "1.6"}
+GRANT = {"database": "app", "schema": "public", "privileges": ["USAGE"], "role": "alice"}
+
+
+def test_extension_names_and_refusals(api_compute: Compute) -> None:
+    compute = api_compute
+    for field in ("extension", "database", "version"):
+        for name, problem in BAD_NAMES:
+            answer = http("POST", f"{compute.internal_url}/extensions", {**INSTALL, field: name})
+            _refused(answer, field, problem)
+    answer = http("POST", f"{compute.internal_url}/extensions", INSTALL)
+    assert (answer.status, answer.json()) == (201, {"extension": "citext", "version": "1.6"})
+    _no_traceback(compute)
+
+
+def test_grant_names_and_refusals(api_compute: Compute) -> None:
+    compute = api_compute
+    for field in ("database", "schema", "role"):
+        for name, problem in BAD_NAMES:
+            answer = http("POST", f"{compute.internal_url}/grants", {**GRANT, field: name})
+            _refused(answer, field, problem)
+    answer = http("POST", f"{compute.internal_url}/grants", GRANT)
+    assert (answer.status, answer.json()) == (201, GRANT)
+    _no_traceback(compute)

@@ -188,7 +188,10 @@ EXTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         get_database_schema,
         (
             Reply(200, "the schema-only dump (SQL text, labelled JSON)", None, JSON),
-            error(400, "the `database` query parameter is missing"),
+            error(
+                400,
+                "the `database` query parameter is missing or not a name Postgres takes as it is",
+            ),
             error(404, "the database does not exist"),
             Reply(499, "the client went away before the dump started (never sent)", None, None),
             error(500, "pg_dump failed"),
@@ -300,7 +303,7 @@ INTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         post_extensions,
         (
             Reply(201, "installed (or already at that version)", ExtensionInstallResult),
-            error(400, "the body is not JSON"),
+            error(400, "the body is not JSON, or a name is not one Postgres takes as it is"),
             error(412, "the compute is not running"),
             error(415, "no `Content-Type: application/json`"),
             error(422, "the body is not an ExtensionInstallRequest"),
@@ -314,7 +317,7 @@ INTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         post_grants,
         (
             Reply(201, "granted; the request echoed", SetRoleGrantsResponse),
-            error(400, "the body is not JSON"),
+            error(400, "the body is not JSON, or a name is not one Postgres takes as it is"),
             error(412, "the compute is not running"),
             error(415, "no `Content-Type: application/json`"),
             error(422, "the body is not a SetRoleGrantsRequest"),

@@ -57,8 +57,10 @@ def _query_parameters(query: Any) -> list[dict[str, Any]]:
         return []
     assert issubclass(query, BaseModel)
     parameters = []
+    properties = query.model_json_schema()["properties"]
     for name, field in query.model_fields.items():
-        param_schema = TypeAdapter(field.annotation).json_schema()
+        # The model's own schema of the field keeps its constraints (a `Name`'s length).
+        param_schema = {k: v for k, v in properties[name].items() if k != "title"}
         if not field.is_required():
             param_schema["default"] = field.default
         parameters.append(

@@ -8,26 +8,52 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic.json_schema import WithJsonSchema
 
+from compute_ctl.errors import SpecError
+from compute_ctl.spec.catalog_checks import NAMEDATALEN, check_name
 from compute_ctl.spec.models import ComputeSpec
 from compute_ctl.spec.privilege import Privilege
 from compute_ctl.spec.responses import Answer
 from compute_ctl.spec.types import Lsn
 from compute_ctl.state import ComputeStatus
 
+NAME_SCHEMA = WithJsonSchema(
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": NAMEDATALEN - 1,
+        "description": f"a Postgres name: not empty, at most {NAMEDATALEN - 1} bytes in UTF-8, "
+        "no NUL character",
+    }
+)
 
-# Validators are built on first use (see spec/models.py): not on the start-up path.
-def _no_nul(value: str) -> str:
-    # libpq cuts a connection string at a NUL and exec() refuses one: such a name could only
-    # reach the wrong database or fail obscurely.
-    if "\0" in value:
-        raise ValueError("must not contain a NUL character")
-    return value
+Name = Annotated[StrictStr, NAME_SCHEMA]
+"""A database, schema, role or extension name (or an extension version) taken from a request.
+
+The type takes any string; `name_error` checks it the way the spec's names are checked
+(`spec/catalog_checks.py`'s `check_name`), so that a name Postgres would refuse or silently
+truncate is a 400 naming the field instead of an error from Postgres or pg_dump. The schema
+states the same rule for clients (its `maxLength` counts characters, the check counts bytes).
+"""
 
 
-Name = Annotated[StrictStr, AfterValidator(_no_nul)]
-"""A database, schema, role or extension name taken from a request."""
+def name_error(request: BaseModel) -> SpecError | None:
+    """The first `Name` field of `request` that Postgres could not take as it is, or None.
+
+    The field's JSON name is both the field and the kind of the message:
+    `database: database name is empty`.
+    """
+    for attribute, info in type(request).model_fields.items():
+        if NAME_SCHEMA not in info.metadata:
+            continue
+        field = info.alias or attribute
+        try:
+            check_name(field, getattr(request, attribute), field)
+        except SpecError as exc:
+            return exc
+    return None
 
 
 class GenericError(Answer):

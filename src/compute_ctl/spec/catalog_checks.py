@@ -44,7 +44,11 @@ def check_name(kind: str, name: str, field_path: str) -> None:
         raise SpecError(field_path, f"{kind} name is empty")
     if "\0" in name:
         raise SpecError(field_path, f"{kind} name {excerpt(name)} contains a NUL character")
-    size = len(name.encode())
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        # The JSON decoder refuses lone surrogates; a name from elsewhere is checked here too.
+        raise SpecError(field_path, f"{kind} name {excerpt(name)} is not valid Unicode") from None
     if size >= NAMEDATALEN:
         raise SpecError(
             field_path,

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from compute_ctl.http.responses import json_error
-from compute_ctl.http.schemas import DatabaseSchemaQuery
+from compute_ctl.http.schemas import DatabaseSchemaQuery, name_error
 from compute_ctl.postgres.pg_dump import DumpNotStartedError, SchemaDump, dump_target
 from compute_ctl.spec.load import spec_error_from_validation
 
@@ -95,7 +95,8 @@ async def get_database_schema(request: Request, compute: ComputeApi) -> Response
     """The schema of one database (`pg_dump --schema-only`), streamed.
 
     200: the dump (SQL text, labelled `application/json` like upstream).
-    400: the `database` query parameter is missing.
+    400: the `database` query parameter is missing, or is not a name Postgres could take as it
+    is (empty, longer than 63 bytes, a NUL character: `database: database name is empty`).
     404: the database does not exist (`{"error": "database does not exist"}`).
     499: (not seen by anyone) the client went away before the dump started; pg_dump is killed.
     500: pg_dump could not be run or produced nothing (`failed to execute pg_dump`), or the
@@ -111,6 +112,8 @@ async def get_database_schema(request: Request, compute: ComputeApi) -> Response
             else f"{problem.field}: {problem.problem}"
         )
         return json_error(f"failed to deserialize query string: {reason}", 400)
+    if (bad_name := name_error(query)) is not None:
+        return json_error(bad_name.one_line(), 400)
     target = dump_target(compute.params.connstr)
     if target is None:
         return json_error("unexpected I/O error", 500)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from compute_ctl.errors import CatalogError
 from compute_ctl.http.body import BodyError, read_json_body
 from compute_ctl.http.responses import json_error, json_ok, unless_running
-from compute_ctl.http.schemas import ExtensionInstallRequest, ExtensionInstallResult
+from compute_ctl.http.schemas import ExtensionInstallRequest, ExtensionInstallResult, name_error
 
 if TYPE_CHECKING:
     from compute_ctl.http.compute_api import ComputeApi
@@ -20,7 +20,11 @@ async def post_extensions(request: Request, compute: ComputeApi) -> Response:
     """Install `extension` at `version` in `database` (schema public), or update it.
 
     201: `{"extension", "version"}` (also when that version was already installed).
-    400, 415, 422: the body is not an ExtensionInstallRequest.
+    400: the body is not JSON; or `extension`, `database` or `version` is not a name Postgres
+    takes as it is (empty, longer than 63 bytes, a NUL character: `database: database name is
+    empty`).
+    415: no `Content-Type: application/json`.
+    422: the body is not an ExtensionInstallRequest.
     412: the compute is not running.
     500: Postgres refused (`failed to install extension: <error>`).
     """
@@ -28,6 +32,8 @@ async def post_extensions(request: Request, compute: ComputeApi) -> Response:
         body = await read_json_body(request, ExtensionInstallRequest)
     except BodyError as exc:
         return json_error(exc.message, exc.status_code)
+    if (problem := name_error(body)) is not None:
+        return json_error(problem.one_line(), 400)
     if (refusal := unless_running(compute.state)) is not None:
         return refusal
     from compute_ctl.catalog import install_extension  # noqa: PLC0415 - off the start-up path

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from compute_ctl.errors import CatalogError
 from compute_ctl.http.body import BodyError, read_json_body
 from compute_ctl.http.responses import json_error, json_ok, unless_running
-from compute_ctl.http.schemas import SetRoleGrantsRequest, SetRoleGrantsResponse
+from compute_ctl.http.schemas import SetRoleGrantsRequest, SetRoleGrantsResponse, name_error
 
 if TYPE_CHECKING:
     from compute_ctl.http.compute_api import ComputeApi
@@ -20,7 +20,9 @@ async def post_grants(request: Request, compute: ComputeApi) -> Response:
     """Grant the privileges the role does not have yet, in one statement.
 
     201: the request echoed (`{"database", "schema", "privileges", "role"}`).
-    400, 415: the body is not JSON.
+    400: the body is not JSON; or `database`, `schema` or `role` is not a name Postgres takes
+    as it is (empty, longer than 63 bytes, a NUL character: `role: role name is empty`).
+    415: no `Content-Type: application/json`.
     412: the compute is not running.
     422: the body has the wrong shape, or a privilege is not one of the accepted names.
     500: Postgres refused (`failed to grant role privileges to the schema: <error>`).
@@ -29,6 +31,8 @@ async def post_grants(request: Request, compute: ComputeApi) -> Response:
         body = await read_json_body(request, SetRoleGrantsRequest)
     except BodyError as exc:
         return json_error(exc.message, exc.status_code)
+    if (problem := name_error(body)) is not None:
+        return json_error(problem.one_line(), 400)
     if (refusal := unless_running(compute.state)) is not None:
         return refusal
     from compute_ctl.catalog import set_role_grants  # noqa: PLC0415 - off the start-up path

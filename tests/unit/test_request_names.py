@@ -1,0 +1,72 @@
+"""Names taken from API requests are checked as the spec's names are (one check)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from compute_ctl.errors import SpecError
+from compute_ctl.http.app import EXTERNAL_ROUTES, INTERNAL_ROUTES
+from compute_ctl.http.openapi import openapi_document
+from compute_ctl.http.schemas import (
+    DatabaseSchemaQuery,
+    ExtensionInstallRequest,
+    SetRoleGrantsRequest,
+    name_error,
+)
+from compute_ctl.spec.catalog_checks import check_name
+
+REQUESTS: list[tuple[type[BaseModel], dict[str, Any]]] = [
+    (DatabaseSchemaQuery, {"database": "app db"}),
+    (ExtensionInstallRequest, {"extension": "citext", "database": "app", "version": "1.6"}),
+    (
+        SetRoleGrantsRequest,
+        {"database": "app", "schema": "public", "privileges": ["USAGE"], "role": "alice"},
+    ),
+]
+BAD = [
+    ("", "name is empty"),
+    ("x" * 64, "is 64 bytes long; Postgres allows at most 63"),
+    ("\u00e9" * 32, "is 64 bytes long"),  # 32 characters, 64 bytes
+    ("a\x00b", "contains a NUL character"),
+]
+
+
+@pytest.mark.parametrize(("model", "fields"), REQUESTS, ids=[m.__name__ for m, _ in REQUESTS])
+def test_every_name_field_is_checked(model: type[BaseModel], fields: dict[str, Any]) -> None:
+    assert name_error(model.model_validate(fields)) is None
+    names = [key for key, value in fields.items() if isinstance(value, str)]
+    for key in names:
+        for value, problem in BAD:
+            error = name_error(model.model_validate({**fields, key: value}))
+            assert error is not None, (key, value)
+            assert error.field == key
+            assert error.one_line().startswith(f"{key}: {key} name")
+            assert problem in error.problem
+            assert len(error.one_line()) < 200  # a short excerpt, never the whole value
+
+
+def test_the_longest_name_postgres_keeps_is_accepted() -> None:
+    query = DatabaseSchemaQuery.model_validate({"database": "\u00e9" * 31 + "x"})  # 63 bytes
+    assert name_error(query) is None
+
+
+def test_a_lone_surrogate_is_refused_not_raised() -> None:
+    with pytest.raises(SpecError, match="is not valid Unicode"):
+        check_name("role", "a\ud800", "role")
+
+
+def test_the_openapi_document_states_the_rule() -> None:
+    external = openapi_document(EXTERNAL_ROUTES, "x")
+    (parameter,) = external["paths"]["/database_schema"]["get"]["parameters"]
+    assert parameter["schema"]["minLength"] == 1
+    assert parameter["schema"]["maxLength"] == 63
+    internal = openapi_document(INTERNAL_ROUTES, "x")["components"]["schemas"]
+    for model, key in [
+        ("ExtensionInstallRequest", "version"),
+        ("SetRoleGrantsRequest", "schema"),
+        ("SetRoleGrantsRequest", "role"),
+    ]:
+        assert internal[model]["properties"][key]["minLength"] == 1, (model, key)
