@@ -269,9 +269,21 @@ def test_database_schema_names(api_compute: Compute) -> None:
     for name, problem in BAD_NAMES:
         answer = compute.call("GET", f"/database_schema?database={quote(name)}")
         _refused(answer, "database", problem)
+    # A database that does not exist, whatever its name holds (pg_dump's message about it
+    # spans two lines for the second); one that accepts no connections.
+    for name in ("nope", "two\nlines", "x\"'= \U0001f418"):
+        answer = compute.call("GET", f"/database_schema?database={quote(name)}")
+        assert (answer.status, answer.json()) == (404, {"error": "database does not exist"})
+    answer = compute.call("GET", "/database_schema?database=template0")
+    assert (answer.status, answer.json()) == (
+        400,
+        {"error": "database does not accept connections"},
+    )
     answer = compute.call("GET", "/database_schema?database=app")
     assert answer.status == 200
     assert "-- PostgreSQL database dump complete" in answer.body.decode()
+    log = compute.log()
+    assert "\nlines" not in log  # the name's newline is escaped in pg_dump's logged message
     _no_traceback(compute)
 
 

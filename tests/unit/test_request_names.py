@@ -1,4 +1,5 @@
-"""Names taken from API requests are checked as the spec's names are (one check)."""
+"""Names taken from API requests are checked as the spec's names are (one check), and the
+server's refusals of a database are recognised in libpq's and pg_dump's messages."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from compute_ctl.http.schemas import (
     SetRoleGrantsRequest,
     name_error,
 )
+from compute_ctl.postgres.connect import DatabaseRefusal, database_refusal
 from compute_ctl.spec.catalog_checks import check_name
 
 REQUESTS: list[tuple[type[BaseModel], dict[str, Any]]] = [
@@ -70,3 +72,28 @@ def test_the_openapi_document_states_the_rule() -> None:
         ("SetRoleGrantsRequest", "role"),
     ]:
         assert internal[model]["properties"][key]["minLength"] == 1, (model, key)
+
+
+@pytest.mark.parametrize(
+    ("message", "database", "refusal"),
+    [
+        (
+            'pg_dump: error: connection to server at "127.0.0.1", port 5432 failed: '
+            'FATAL:  database "nope" does not exist\n',
+            "nope",
+            DatabaseRefusal.MISSING,
+        ),
+        # The name holds a newline and regex characters; psycopg collapses the spaces.
+        ('failed: FATAL: database "a\nb.*" does not exist', "a\nb.*", DatabaseRefusal.MISSING),
+        (
+            'FATAL:  database "template0" is not currently accepting connections',
+            "template0",
+            DatabaseRefusal.CLOSED,
+        ),
+        ('FATAL:  database "other" does not exist', "nope", None),
+        ('FATAL:  role "nope" does not exist', "nope", None),
+        ("connection refused", "nope", None),
+    ],
+)
+def test_database_refusal(message: str, database: str, refusal: DatabaseRefusal | None) -> None:
+    assert database_refusal(message, database) is refusal

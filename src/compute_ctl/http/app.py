@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from compute_ctl.http.api import JSON, PROMETHEUS, TEXT, ApiRoute, Reply, error
+from compute_ctl.http.api import PROMETHEUS, TEXT, ApiRoute, Reply, error
 from compute_ctl.http.auth import AllowAll, Authorizer
 from compute_ctl.http.compute_api import ComputeApi
 from compute_ctl.http.middleware import RequestIdMiddleware
@@ -187,10 +187,18 @@ EXTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         "/database_schema",
         get_database_schema,
         (
-            Reply(200, "the schema-only dump (SQL text, labelled JSON)", None, JSON),
+            # No media type here: the body is not JSON, whatever its label says.
+            Reply(
+                200,
+                "the schema-only dump: SQL text, sent labelled `Content-Type: application/json` "
+                "as upstream does",
+                None,
+                None,
+            ),
             error(
                 400,
-                "the `database` query parameter is missing or not a name Postgres takes as it is",
+                "the `database` query parameter is missing or not a name Postgres takes as it "
+                "is, or the database does not accept connections",
             ),
             error(404, "the database does not exist"),
             Reply(499, "the client went away before the dump started (never sent)", None, None),

@@ -10,6 +10,8 @@ upstream's clients print (`db error: ERROR: <message>`) and never quote the conn
 
 from __future__ import annotations
 
+import re
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -83,6 +85,28 @@ async def connect(
         statement_timeout=statement_timeout,
     )
     return await psycopg.AsyncConnection.connect(**params, autocommit=True, prepare_threshold=None)
+
+
+class DatabaseRefusal(Enum):
+    """Why the server refused a connection because of the database asked for."""
+
+    MISSING = "does not exist"
+    CLOSED = "is not currently accepting connections"  # datallowconn is false (template0)
+
+
+def database_refusal(message: str, database: str) -> DatabaseRefusal | None:
+    """The server's reason when it refused a connection to `database` because of the database
+    itself, found in a client's message (libpq's, psycopg's or pg_dump's); None for any other
+    failure.
+
+    libpq gives no SQLSTATE for a failed connection attempt, so the server's message is
+    recognised; `postgresql.conf` fixes `lc_messages`, so the message is never translated.
+    """
+    for refusal in DatabaseRefusal:
+        pattern = rf'FATAL:\s+database "{re.escape(database)}" {refusal.value}'
+        if re.search(pattern, message):
+            return refusal
+    return None
 
 
 def pg_error_text(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
+ERROR_BYTES = 16 * 1024
 
 
 class DumpNotStartedError(Exception):
@@ -69,10 +70,23 @@ class SchemaDump:
         except OSError:
             return b""
 
-    async def first_error_line(self) -> str:
-        """pg_dump's first stderr line (what it says when it fails at once)."""
+    async def error_output(self) -> str:
+        """What pg_dump said on stderr when it failed at once (up to ERROR_BYTES of it).
+
+        All of it, not its first line: the server's message quotes the database name, which
+        may hold a newline.
+        """
         assert self.process.stderr is not None
-        return (await self.process.stderr.readline()).decode(errors="replace")
+        data = b""
+        try:
+            while len(data) < ERROR_BYTES:
+                chunk = await self.process.stderr.read(ERROR_BYTES - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        return data.decode(errors="replace")
 
     async def log_stderr(self) -> None:
         """Log what pg_dump says on stderr while it runs."""

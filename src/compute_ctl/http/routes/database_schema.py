@@ -16,8 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from compute_ctl.http.logtext import one_line
 from compute_ctl.http.responses import json_error
 from compute_ctl.http.schemas import DatabaseSchemaQuery, name_error
+from compute_ctl.postgres.connect import DatabaseRefusal, database_refusal
 from compute_ctl.postgres.pg_dump import DumpNotStartedError, SchemaDump, dump_target
 from compute_ctl.spec.load import spec_error_from_validation
 
@@ -96,7 +98,8 @@ async def get_database_schema(request: Request, compute: ComputeApi) -> Response
 
     200: the dump (SQL text, labelled `application/json` like upstream).
     400: the `database` query parameter is missing, or is not a name Postgres could take as it
-    is (empty, longer than 63 bytes, a NUL character: `database: database name is empty`).
+    is (empty, longer than 63 bytes, a NUL character: `database: database name is empty`), or
+    the database does not accept connections (`database does not accept connections`).
     404: the database does not exist (`{"error": "database does not exist"}`).
     499: (not seen by anyone) the client went away before the dump started; pg_dump is killed.
     500: pg_dump could not be run or produced nothing (`failed to execute pg_dump`), or the
@@ -130,10 +133,13 @@ async def get_database_schema(request: Request, compute: ComputeApi) -> Response
         return Response(b"", status_code=499)  # nobody is listening any more
     if first:
         return PgDumpResponse(dump, first)
-    stderr_line = await dump.first_error_line()
+    said = await dump.error_output()
     dump.kill()
     await dump.wait()
-    log.error("pg_dump failed: %s", stderr_line.rstrip())
-    if f'FATAL:  database "{query.database}" does not exist' in stderr_line:
+    log.error("pg_dump failed: %s", one_line(said.strip()))
+    refusal = database_refusal(said, query.database)
+    if refusal is DatabaseRefusal.MISSING:
         return json_error("database does not exist", 404)
+    if refusal is DatabaseRefusal.CLOSED:
+        return json_error("database does not accept connections", 400)
     return json_error(FAILED, 500)
