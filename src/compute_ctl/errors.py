@@ -91,6 +91,16 @@ class CatalogError(ComputeError):
         self.message = message
 
 
+class CatalogRefusalError(CatalogError):
+    """Postgres refused a change because of what the request named: `missing` when the
+    database, schema, role or extension named does not exist, else when a name or value is
+    not one it accepts (no such extension version, a database that accepts no connections)."""
+
+    def __init__(self, phase: str, obj: str, message: str, *, missing: bool) -> None:
+        super().__init__(phase, obj, message)
+        self.missing = missing
+
+
 def chain_text(error: BaseException) -> str:
     """Render an error with its causes in upstream's `{:?}` anyhow form."""
     lines = [str(error)]

@@ -287,6 +287,19 @@ def test_database_schema_names(api_compute: Compute) -> None:
     _no_traceback(compute)
 
 
+def _failed(compute: Compute, path: str, request: Any, status: int, expected: str) -> None:
+    answer = http("POST", f"{compute.internal_url}{path}", request)
+    assert answer.status == status, answer
+    message = answer.json()["error"]
+    prefix = {"/extensions": "failed to install extension: "}.get(
+        path, "failed to grant role privileges to the schema: "
+    )
+    assert message.startswith(prefix), message
+    assert expected in message, message
+    # Never libpq's connection details.
+    assert "127.0.0.1" not in message and str(compute.pg_port) not in message, message
+
+
 INSTALL = {"extension": "citext", "database": "app", "version": "1.6"}
 GRANT = {"database": "app", "schema": "public", "privileges": ["USAGE"], "role": "alice"}
 
@@ -297,6 +310,23 @@ def test_extension_names_and_refusals(api_compute: Compute) -> None:
         for name, problem in BAD_NAMES:
             answer = http("POST", f"{compute.internal_url}/extensions", {**INSTALL, field: name})
             _refused(answer, field, problem)
+    cases = [
+        ({"database": "nope"}, 404, 'database "nope" does not exist'),
+        (
+            {"database": "template0"},
+            400,
+            'database "template0" is not currently accepting connections',
+        ),
+        ({"extension": "no_such_ext"}, 404, 'extension "no_such_ext" is not available'),
+        (
+            {"version": "9.9"},
+            400,
+            'extension "citext" has no installation script nor update path for version "9.9"',
+        ),
+        ({"extension": "a--b"}, 400, 'Extension names must not contain "--".'),
+    ]
+    for change, status, expected in cases:
+        _failed(compute, "/extensions", {**INSTALL, **change}, status, expected)
     answer = http("POST", f"{compute.internal_url}/extensions", INSTALL)
     assert (answer.status, answer.json()) == (201, {"extension": "citext", "version": "1.6"})
     _no_traceback(compute)
@@ -308,6 +338,14 @@ def test_grant_names_and_refusals(api_compute: Compute) -> None:
         for name, problem in BAD_NAMES:
             answer = http("POST", f"{compute.internal_url}/grants", {**GRANT, field: name})
             _refused(answer, field, problem)
+    cases = [
+        ({"database": "nope"}, 404, 'database "nope" does not exist'),
+        ({"schema": "nope"}, 404, 'schema "nope" does not exist'),
+        ({"role": "nobody"}, 404, 'role "nobody" does not exist'),
+        ({"role": "none"}, 400, 'role name "none" is reserved'),
+    ]
+    for change, status, expected in cases:
+        _failed(compute, "/grants", {**GRANT, **change}, status, expected)
     answer = http("POST", f"{compute.internal_url}/grants", GRANT)
     assert (answer.status, answer.json()) == (201, GRANT)
     _no_traceback(compute)

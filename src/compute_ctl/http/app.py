@@ -311,11 +311,16 @@ INTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         post_extensions,
         (
             Reply(201, "installed (or already at that version)", ExtensionInstallResult),
-            error(400, "the body is not JSON, or a name is not one Postgres takes as it is"),
+            error(
+                400,
+                "the body is not JSON, a name is not one Postgres takes as it is, Postgres "
+                "refused the name or version, or the database accepts no connections",
+            ),
+            error(404, "the database does not exist, or the extension is not installed here"),
             error(412, "the compute is not running"),
             error(415, "no `Content-Type: application/json`"),
             error(422, "the body is not an ExtensionInstallRequest"),
-            error(500, "Postgres refused"),
+            error(500, "Postgres could not be reached or failed otherwise"),
         ),
         body=ExtensionInstallRequest,
     ),
@@ -325,11 +330,16 @@ INTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         post_grants,
         (
             Reply(201, "granted; the request echoed", SetRoleGrantsResponse),
-            error(400, "the body is not JSON, or a name is not one Postgres takes as it is"),
+            error(
+                400,
+                "the body is not JSON, a name is not one Postgres takes as it is, Postgres "
+                "refused a name, or the database accepts no connections",
+            ),
+            error(404, "the database, the schema or the role does not exist"),
             error(412, "the compute is not running"),
             error(415, "no `Content-Type: application/json`"),
             error(422, "the body is not a SetRoleGrantsRequest"),
-            error(500, "Postgres refused"),
+            error(500, "Postgres could not be reached or failed otherwise"),
         ),
         body=SetRoleGrantsRequest,
     ),

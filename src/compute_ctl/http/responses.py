@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 # The text forms live in a base module (the remote-extension download uses them too); routes
 # keep importing them from here.
+from compute_ctl.errors import CatalogError, CatalogRefusalError
 from compute_ctl.formats import rfc3339_offset, rfc3339_z, rust_debug_str
 from compute_ctl.http.logtext import one_line
 from compute_ctl.state import ComputeState, ComputeStatus, WrongStateError
@@ -37,6 +38,15 @@ def json_error(message: str, status_code: int) -> JsonResponse:
     return JsonResponse({"error": message}, status_code=status_code)
 
 
+def catalog_failure(what: str, exc: CatalogError) -> JsonResponse:
+    """`<what>: <Postgres' message>`: 404 when the request named something that does not
+    exist, 400 when Postgres refused a name or value of the request, else 500."""
+    status = 500
+    if isinstance(exc, CatalogRefusalError):
+        status = 404 if exc.missing else 400
+    return json_error(f"{what}: {exc.message}", status)
+
+
 def wrong_state(status: ComputeStatus) -> JsonResponse:
     """412 `invalid compute status: <display form>`, upstream's answer for a wrong state."""
     return json_error(str(WrongStateError(status)), 412)
@@ -50,6 +60,7 @@ def unless_running(state: ComputeState) -> JsonResponse | None:
 
 __all__ = [
     "JsonResponse",
+    "catalog_failure",
     "json_error",
     "json_ok",
     "rfc3339_offset",

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from compute_ctl.catalog import Privilege, install_extension, set_role_grants
-from compute_ctl.errors import CatalogError
+from compute_ctl.errors import CatalogRefusalError
 from tests.integration.catalog.conftest import LogWindow, apply, rows, spec_of
 from tests.support.pgserver import PgServer
 
@@ -23,9 +23,22 @@ def test_install_extension_and_grants(pg: PgServer) -> None:
     with LogWindow(pg) as window:
         assert asyncio.run(install_extension(pg.connstr(), "od db", "citext", "1.6")) == "1.6"
     assert not [line for line in window.lines if "CREATE EXTENSION" in line]
-    with pytest.raises(CatalogError) as caught:
+    with pytest.raises(CatalogRefusalError) as caught:
         asyncio.run(install_extension(pg.connstr(), "od db", "no_such_ext", "1.0"))
     assert caught.value.obj == 'extension "no_such_ext" in database "od db"'
+    assert caught.value.missing
+    with pytest.raises(CatalogRefusalError) as caught:
+        asyncio.run(install_extension(pg.connstr(), "od db", "citext", "9.9"))
+    assert not caught.value.missing
+    # A database that does not exist: said without libpq's connection details.
+    with pytest.raises(CatalogRefusalError) as caught:
+        asyncio.run(install_extension(pg.connstr(), "no db", "citext", "1.6"))
+    assert caught.value.missing
+    assert caught.value.message == 'database "no db" does not exist'
+    with pytest.raises(CatalogRefusalError) as caught:
+        asyncio.run(set_role_grants(pg.connstr(), "od db", "public", [Privilege.USAGE], "ghost"))
+    assert caught.value.missing
+    assert caught.value.message == 'role "ghost" does not exist'
 
     privileges = [Privilege.USAGE, Privilege.CREATE]
     asyncio.run(set_role_grants(pg.connstr(), "od db", "public", privileges, "od owner"))

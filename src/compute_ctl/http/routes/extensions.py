@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from compute_ctl.errors import CatalogError
 from compute_ctl.http.body import BodyError, read_json_body
-from compute_ctl.http.responses import json_error, json_ok, unless_running
+from compute_ctl.http.responses import catalog_failure, json_error, json_ok, unless_running
 from compute_ctl.http.schemas import ExtensionInstallRequest, ExtensionInstallResult, name_error
 
 if TYPE_CHECKING:
@@ -22,11 +22,16 @@ async def post_extensions(request: Request, compute: ComputeApi) -> Response:
     201: `{"extension", "version"}` (also when that version was already installed).
     400: the body is not JSON; or `extension`, `database` or `version` is not a name Postgres
     takes as it is (empty, longer than 63 bytes, a NUL character: `database: database name is
-    empty`).
+    empty`); or Postgres refused the name or version (`failed to install extension: extension
+    "citext" has no installation script nor update path for version "9"`), or the database
+    accepts no connections.
+    404: the database does not exist, or the extension (or one it requires) is not installed
+    on this compute (`failed to install extension: database "x" does not exist`).
+    412: the compute is not running.
     415: no `Content-Type: application/json`.
     422: the body is not an ExtensionInstallRequest.
-    412: the compute is not running.
-    500: Postgres refused (`failed to install extension: <error>`).
+    500: Postgres could not be reached or failed otherwise (`failed to install extension:
+    <error>`).
     """
     try:
         body = await read_json_body(request, ExtensionInstallRequest)
@@ -43,6 +48,6 @@ async def post_extensions(request: Request, compute: ComputeApi) -> Response:
             compute.params.connstr, body.database, body.extension, body.version
         )
     except CatalogError as exc:
-        return json_error(f"failed to install extension: {exc.message}", 500)
+        return catalog_failure("failed to install extension", exc)
     result = ExtensionInstallResult(extension=body.extension, version=version)
     return json_ok(result.model_dump(mode="json"), 201)

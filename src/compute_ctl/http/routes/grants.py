@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from compute_ctl.errors import CatalogError
 from compute_ctl.http.body import BodyError, read_json_body
-from compute_ctl.http.responses import json_error, json_ok, unless_running
+from compute_ctl.http.responses import catalog_failure, json_error, json_ok, unless_running
 from compute_ctl.http.schemas import SetRoleGrantsRequest, SetRoleGrantsResponse, name_error
 
 if TYPE_CHECKING:
@@ -21,11 +21,15 @@ async def post_grants(request: Request, compute: ComputeApi) -> Response:
 
     201: the request echoed (`{"database", "schema", "privileges", "role"}`).
     400: the body is not JSON; or `database`, `schema` or `role` is not a name Postgres takes
-    as it is (empty, longer than 63 bytes, a NUL character: `role: role name is empty`).
-    415: no `Content-Type: application/json`.
+    as it is (empty, longer than 63 bytes, a NUL character: `role: role name is empty`); or
+    Postgres refused a name (a reserved role name), or the database accepts no connections.
+    404: the database, the schema or the role does not exist (`failed to grant role privileges
+    to the schema: role "x" does not exist`).
     412: the compute is not running.
+    415: no `Content-Type: application/json`.
     422: the body has the wrong shape, or a privilege is not one of the accepted names.
-    500: Postgres refused (`failed to grant role privileges to the schema: <error>`).
+    500: Postgres could not be reached or failed otherwise (`failed to grant role privileges
+    to the schema: <error>`).
     """
     try:
         body = await read_json_body(request, SetRoleGrantsRequest)
@@ -42,7 +46,7 @@ async def post_grants(request: Request, compute: ComputeApi) -> Response:
             compute.params.connstr, body.database, body.schema_, body.privileges, body.role
         )
     except CatalogError as exc:
-        return json_error(f"failed to grant role privileges to the schema: {exc.message}", 500)
+        return catalog_failure("failed to grant role privileges to the schema", exc)
     answer = SetRoleGrantsResponse(
         database=body.database, schema_=body.schema_, privileges=body.privileges, role=body.role
     )
