@@ -349,3 +349,10 @@ def test_grant_names_and_refusals(api_compute: Compute) -> None:
     answer = http("POST", f"{compute.internal_url}/grants", GRANT)
     assert (answer.status, answer.json()) == (201, GRANT)
     _no_traceback(compute)
+
+
+def test_liveness_probe_connects_where_the_connstr_says(api_compute: Compute) -> None:
+    # --connstr names 127.0.0.1; libpq's default (a socket in /var/run/postgresql) has no
+    # server, and PGHOST is not set.
+    answer = http("GET", f"{api_compute.url}/hadron_liveness_probe")
+    assert (answer.status, answer.json()) == (200, "ok"), api_compute.log()[-3000:]

@@ -3,6 +3,9 @@ lacks what they need (no spec yet; no endpoint-storage settings)."""
 
 from __future__ import annotations
 
+import shlex
+from urllib.parse import quote
+
 import pytest
 
 from tests.e2e.conftest import SpecFactory
@@ -21,16 +24,14 @@ def test_liveness_failpoints_and_missing_settings(
         "config.json", {"spec": None, "compute_ctl_config": ctl_config(signing_key)}
     )
     compute.token = signing_key.compute_token(COMPUTE_ID)
-    # pg_isready gets only the port, as upstream: libpq finds the host in PGHOST.
-    compute.start("-c", str(path), "-i", COMPUTE_ID, env={"PGHOST": "127.0.0.1"})
+    compute.start("-c", str(path), "-i", COMPUTE_ID)
     assert compute.status()["status"] == "empty"
 
-    # No Postgres yet: the probe fails.
+    # No Postgres yet: the probe fails, naming the command (aimed where --connstr says).
     answer = compute.call("GET", "/hadron_liveness_probe")
-    assert (answer.status, answer.json()) == (
-        500,
-        {"error": f"could not run `{compute.pg_bin}/pg_isready --port {compute.pg_port}`"},
-    )
+    conninfo = f"user=cloud_admin dbname=postgres host=127.0.0.1 port={compute.pg_port}"
+    command = shlex.join([f"{compute.pg_bin}/pg_isready", "--dbname", conninfo])
+    assert (answer.status, answer.json()) == (500, {"error": f"could not run `{command}`"})
 
     # Failpoints: the body is checked, then refused (no failpoints in this build).
     url = f"{compute.internal_url}/failpoints"
@@ -81,3 +82,25 @@ def test_liveness_failpoints_and_missing_settings(
         "status": "failed",
         "error": "pspec.endpoint_storage_addr missing",
     }
+
+
+def test_liveness_probe_through_a_socket_directory(
+    compute: Compute, make_spec: SpecFactory
+) -> None:
+    # Postgres listens only on a unix socket in a directory of its own; --connstr names that
+    # directory (`?host=`). pg_isready given the port alone would look in libpq's default
+    # directory and find nothing.
+    spec = make_spec()
+    spec["cluster"]["settings"] = [
+        {"name": "port", "value": str(compute.pg_port), "vartype": "integer"},
+        {"name": "listen_addresses", "value": "", "vartype": "string"},
+        {"name": "unix_socket_directories", "value": str(compute.workdir), "vartype": "string"},
+    ]
+    connstr = (
+        f"postgresql://cloud_admin@/postgres?host={quote(str(compute.workdir), safe='')}"
+        f"&port={compute.pg_port}"
+    )
+    compute.start("-S", str(compute.write("spec.json", spec)), "-C", connstr)
+    compute.wait_status("running")
+    answer = http("GET", f"{compute.url}/hadron_liveness_probe")
+    assert (answer.status, answer.json()) == (200, "ok"), compute.log()[-3000:]

@@ -1,8 +1,10 @@
 """Names taken from API requests are checked as the spec's names are (one check), and the
-server's refusals of a database are recognised in libpq's and pg_dump's messages."""
+helpers the routes' other inputs go through: pg_dump's and libpq's refusals recognised,
+pg_isready aimed where the connection string says."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from compute_ctl.http.schemas import (
     name_error,
 )
 from compute_ctl.postgres.connect import DatabaseRefusal, database_refusal
+from compute_ctl.postgres.tools import pg_isready_argv
 from compute_ctl.spec.catalog_checks import check_name
 
 REQUESTS: list[tuple[type[BaseModel], dict[str, Any]]] = [
@@ -97,3 +100,30 @@ def test_the_openapi_document_states_the_rule() -> None:
 )
 def test_database_refusal(message: str, database: str, refusal: DatabaseRefusal | None) -> None:
     assert database_refusal(message, database) is refusal
+
+
+@pytest.mark.parametrize(
+    ("connstr", "conninfo"),
+    [
+        (
+            "postgresql://cloud_admin@127.0.0.1:55432/postgres",
+            "user=cloud_admin dbname=postgres host=127.0.0.1 port=55432",
+        ),
+        # A socket directory, a password (never on the command line), TLS settings.
+        (
+            "postgresql://cloud_admin:s3cret@/postgres?host=%2Frun%2Fmy%20pg&port=6432"
+            "&sslmode=disable",
+            "user=cloud_admin dbname=postgres host='/run/my pg' port=6432 sslmode=disable",
+        ),
+        ("postgres://u@h1:1,h2:2/app", "user=u dbname=app host=h1,h2 port=1,2"),
+    ],
+)
+def test_pg_isready_is_aimed_where_the_connstr_says(connstr: str, conninfo: str) -> None:
+    argv = pg_isready_argv(Path("/pg/bin"), connstr)
+    assert argv == ["/pg/bin/pg_isready", "--dbname", conninfo]
+    assert "s3cret" not in " ".join(argv)
+
+
+def test_pg_isready_with_a_connstr_libpq_cannot_parse() -> None:
+    with pytest.raises(ValueError, match="cannot parse the connection string"):
+        pg_isready_argv(Path("/pg/bin"), "postgresql://u@h:1/d?no_such_parameter=1")

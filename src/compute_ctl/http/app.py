@@ -283,7 +283,7 @@ EXTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         get_hadron_liveness_probe,
         (
             Reply(200, 'Postgres accepts connections: `"ok"`', str),
-            error(500, "pg_isready failed, or --connstr has no port"),
+            error(500, "Postgres does not accept connections, or pg_isready could not run"),
         ),
         auth=True,
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -28,22 +29,49 @@ def neon_extension_available(pg_bindir: Path) -> bool:
     return any((libdir / "neon.so").exists() for libdir in libdirs)
 
 
-async def pg_isready(pg_bindir: Path, port: int) -> str | None:
-    """Run `pg_isready -p <port>` (next to `postgres`); None when Postgres accepts
-    connections, else the failure to report (the details are logged)."""
-    binary = pg_bindir / "pg_isready"
-    failed = f"could not run `{binary} --port {port}`"
+# libpq parameters pg_isready is not given: it sends no password (a ping needs none), and the
+# command line is visible to every local user.
+_SECRET_PARAMETERS = ("password", "sslpassword")
+
+
+def pg_isready_argv(pg_bindir: Path, connstr: str) -> list[str]:
+    """`pg_isready --dbname <conninfo>`: the program next to `postgres`, aimed where `connstr`
+    says (host or socket directory, port, user, database, TLS settings), without secrets.
+
+    The whole connection goes in `--dbname`, which pg_isready reads as a connection string, so
+    a socket directory in `?host=`, several hosts or an `sslmode` reach it as they reach every
+    other connection; raises ValueError for a connstr libpq cannot parse.
+    """
+    from psycopg import ProgrammingError  # noqa: PLC0415 - psycopg is heavy: off the start-up path
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: PLC0415
+
+    try:
+        params = conninfo_to_dict(connstr)
+    except ProgrammingError as exc:
+        raise ValueError(f"cannot parse the connection string: {exc}") from None
+    for name in _SECRET_PARAMETERS:
+        params.pop(name, None)
+    return [str(pg_bindir / "pg_isready"), "--dbname", make_conninfo("", **params)]
+
+
+async def pg_isready(pg_bindir: Path, connstr: str) -> str | None:
+    """Run pg_isready against the Postgres of `connstr` (`pg_isready_argv`); None when Postgres
+    accepts connections, else the failure to report (the details are logged)."""
+    try:
+        argv = pg_isready_argv(pg_bindir, connstr)
+    except ValueError as exc:
+        log.error("Hadron liveness probe failed: %s", exc)
+        return str(exc)
+    failed = f"could not run `{shlex.join(argv)}`"
     try:
         process = await asyncio.create_subprocess_exec(
-            str(binary),
-            "-p",
-            str(port),
+            *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
         output, _ = await process.communicate()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
         log.error("Hadron liveness probe failed: %s: %s", failed, exc)
         return failed
     text = output.decode(errors="replace").strip()

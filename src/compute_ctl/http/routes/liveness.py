@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,27 +13,17 @@ from compute_ctl.postgres.tools import pg_isready
 if TYPE_CHECKING:
     from compute_ctl.http.compute_api import ComputeApi
 
-NO_PORT = "Failed to get the port from the connection string"
-
-
-def connstr_port(connstr: str) -> int | None:
-    try:
-        return urlsplit(connstr).port
-    except ValueError:
-        return None
-
 
 async def get_hadron_liveness_probe(request: Request, compute: ComputeApi) -> Response:
-    """Run `pg_isready -p <port of --connstr>` (next to `--pgbin`, nothing but the port, as
-    upstream: the host comes from libpq's defaults and the environment, e.g. `PGHOST`).
+    """Run pg_isready (next to `--pgbin`) against the Postgres `--connstr` names: its host or
+    socket directory, port, user and database, as every other connection of compute_ctl.
 
     200: `"ok"`: Postgres accepts connections.
-    500: no port in `--connstr`, or pg_isready could not run or failed.
+    500: Postgres does not accept connections, or pg_isready could not run: `could not run
+    <command>`, the command as run (its connection string has no password); pg_isready's
+    output is logged.
     """
-    port = connstr_port(compute.params.connstr)
-    if port is None:
-        return json_error(NO_PORT, 500)
-    failure = await pg_isready(compute.params.pg_bindir, port)
+    failure = await pg_isready(compute.params.pg_bindir, compute.params.connstr)
     if failure is not None:
         return json_error(failure, 500)
     return json_ok("ok")
