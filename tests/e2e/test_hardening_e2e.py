@@ -356,3 +356,14 @@ def test_liveness_probe_connects_where_the_connstr_says(api_compute: Compute) ->
     # server, and PGHOST is not set.
     answer = http("GET", f"{api_compute.url}/hadron_liveness_probe")
     assert (answer.status, answer.json()) == (200, "ok"), api_compute.log()[-3000:]
+
+
+def test_autoscaling_metrics_without_the_communicator(api_compute: Compute) -> None:
+    answer = http("GET", f"{api_compute.url}/autoscaling_metrics")
+    assert answer.status == 412, answer
+    assert answer.json() == {
+        "error": "failed to get autoscaling metrics: the communicator socket "
+        f"{api_compute.pgdata}/neon-communicator.socket does not exist "
+        "(the neon extension's communicator is not running)"
+    }
+    assert api_compute.status()["status"] == "running"

@@ -150,9 +150,9 @@ def test_running_only_routes_refuse_other_states(compute: Compute, signing_key: 
         answer = compute.call(method, path)
         assert (answer.status, answer.json()) == (412, {"error": "invalid compute status: empty"})
         GenericError.model_validate(answer.json())
-    # Stock PostgreSQL runs no communicator: the proxy answers 500 (unauthenticated route).
+    # Stock PostgreSQL runs no communicator: the proxy answers 412 (unauthenticated route).
     answer = http("GET", f"{compute.url}/autoscaling_metrics")
-    assert answer.status == 500
+    assert answer.status == 412
     assert answer.json()["error"].startswith("failed to get autoscaling metrics: ")
 
 

@@ -125,7 +125,13 @@ EXTERNAL_ROUTES: tuple[ApiRoute, ...] = (
         get_autoscaling_metrics,
         (
             Reply(200, "the communicator's metrics, forwarded", None, TEXT),
-            error(500, "the communicator cannot be reached"),
+            error(
+                412,
+                "the communicator is not running: its socket is missing (stock PostgreSQL) "
+                "or nothing listens on it",
+            ),
+            error(502, "the communicator's socket cannot be used, or its answer is not HTTP"),
+            error(504, "the communicator did not answer in time"),
         ),
     ),
     ApiRoute(

@@ -14,6 +14,7 @@ import shutil
 import socket
 import tempfile
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from compute_ctl.errors import ComputeError
@@ -68,8 +69,18 @@ def fetch_over_unix_socket(socket_path: Path, path: str = PATH) -> Proxied:
         conn.close()
 
 
+class CommunicatorFailure(Enum):
+    NOT_RUNNING = "not running"  # no socket, or nobody listens on it
+    TIMEOUT = "timeout"
+    BAD_ANSWER = "bad answer"  # the socket cannot be used, or what came back is not HTTP
+
+
 class CommunicatorError(ComputeError):
-    """The communicator cannot be reached or does not answer HTTP."""
+    """The communicator cannot be reached or does not answer HTTP; `failure` says which."""
+
+    def __init__(self, message: str, failure: CommunicatorFailure) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 async def autoscaling_metrics(pgdata: Path) -> Proxied:
@@ -80,7 +91,21 @@ async def autoscaling_metrics(pgdata: Path) -> Proxied:
     except FileNotFoundError:
         raise CommunicatorError(
             f"the communicator socket {socket_path} does not exist "
-            "(the neon extension's communicator is not running)"
+            "(the neon extension's communicator is not running)",
+            CommunicatorFailure.NOT_RUNNING,
+        ) from None
+    except ConnectionRefusedError:
+        raise CommunicatorError(
+            f"nothing listens on the communicator socket {socket_path} "
+            "(the neon extension's communicator is not running)",
+            CommunicatorFailure.NOT_RUNNING,
+        ) from None
+    except TimeoutError:
+        raise CommunicatorError(
+            f"the communicator did not answer within {TIMEOUT:g} s", CommunicatorFailure.TIMEOUT
         ) from None
     except (OSError, http.client.HTTPException) as exc:
-        raise CommunicatorError(str(exc)) from None
+        raise CommunicatorError(
+            f"the communicator could not be asked: {exc or type(exc).__name__}",
+            CommunicatorFailure.BAD_ANSWER,
+        ) from None
