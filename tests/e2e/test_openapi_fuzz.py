@@ -38,15 +38,6 @@ CHECKS = [
     response_schema_conformance,
 ]
 
-# Routes being reorganized separately (the route-side tools: empty or odd identifiers,
-# pg_isready's connection, the communicator socket): known to answer 5xx to fuzzed input.
-KNOWN_FAILING = {
-    ("GET", "/database_schema"): "pg_dump 500 for an empty or odd database name (issue 17 #8)",
-    ("POST", "/extensions"): "500 from Postgres for an empty database/extension (issue 17 #8)",
-    ("POST", "/grants"): "500 from Postgres for an empty database/role (issue 17 #8)",
-    ("GET", "/hadron_liveness_probe"): "pg_isready ignores --connstr's host (issue 17 #8)",
-    ("GET", "/autoscaling_metrics"): "500 without the communicator socket (issue 17 #8)",
-}
 LEFT_OUT = {("POST", "/terminate")}
 
 
@@ -57,10 +48,8 @@ def _operations() -> list[Any]:
             key = (route.method, route.path)
             if key in LEFT_OUT:
                 continue
-            known = KNOWN_FAILING.get(key)
-            marks = [pytest.mark.xfail(reason=known, strict=False)] if known else []
             name = f"{listener}-{route.method}-{route.path}"
-            params.append(pytest.param(listener, route.method, route.path, id=name, marks=marks))
+            params.append(pytest.param(listener, route.method, route.path, id=name))
     return params
 
 
