@@ -86,10 +86,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def spec_schema() -> dict[str, Any]:
+    """The JSON Schema `spec schema` prints, as a value: the tests that hold `spec check`,
+    `-S` and `/configure` to one verdict generate their specs from exactly this document."""
+    return TypeAdapter(ComputeSpec).json_schema(mode="validation")
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     del args
-    schema = TypeAdapter(ComputeSpec).json_schema(mode="validation")
-    print(json.dumps(schema, indent=2))
+    print(json.dumps(spec_schema(), indent=2))
     return 0
 
 
