@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import grpc
 import grpc.aio
 
 from compute_ctl.errors import StorageError
 from compute_ctl.spec.types import Lsn, ShardIndex, TenantId, TimelineId
+from compute_ctl.storage.grpc_url import GrpcTarget
 from compute_ctl.storage.proto import page_service_pb2 as pb
 from compute_ctl.storage.sink import ChunkSink, feed
 
@@ -59,57 +58,6 @@ TRANSIENT_CODES = frozenset(
 """Status codes worth retrying. Everything else (INVALID_ARGUMENT, UNAUTHENTICATED,
 PERMISSION_DENIED, FAILED_PRECONDITION, UNIMPLEMENTED, OUT_OF_RANGE) describes the request
 or the token, which a retry sends unchanged."""
-
-
-@dataclass(frozen=True)
-class GrpcTarget:
-    """A pageserver gRPC URL, split into what the channel needs and what messages show."""
-
-    url: str
-    """The URL as given, minus any password: safe to log."""
-    address: str
-    """`host:port` (`[v6]:port`) for the channel."""
-
-    @classmethod
-    def parse(cls, url: str) -> GrpcTarget:
-        """Accept `grpc://[user@]host:port` (and `http://`, which Rust clients need toward a
-        grpcio server); any user part is ignored."""
-        try:
-            parts = urlsplit(url.strip())
-            port = parts.port
-        except ValueError as exc:
-            shown = _redact(url)
-            raise StorageError(
-                shown, f"invalid pageserver gRPC URL {shown}: {exc}", transient=False
-            ) from None
-        shown = _redact(url)
-        if parts.scheme not in ("grpc", "http"):
-            raise StorageError(
-                shown,
-                f"invalid pageserver gRPC URL {shown}: the scheme must be grpc:// (or http://)",
-                transient=False,
-            )
-        host = parts.hostname
-        if not host or port is None:
-            raise StorageError(
-                shown,
-                f"invalid pageserver gRPC URL {shown}: it needs a host and a port",
-                transient=False,
-            )
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return cls(shown, address)
-
-
-def _redact(url: str) -> str:
-    """`url` with the password of its user part (if any) removed."""
-    scheme, sep, rest = url.strip().partition("://")
-    if not sep:
-        return url.strip()
-    authority, slash, path = rest.partition("/")
-    userinfo, at, hostport = authority.rpartition("@")
-    if at and ":" in userinfo:
-        authority = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    return f"{scheme}://{authority}{slash}{path}"
 
 
 def request_metadata(
