@@ -43,6 +43,24 @@ def test_start_up_modules_leave_heavy_libraries_unloaded() -> None:
     assert out.stdout.split() == []
 
 
+def test_the_grpc_basebackup_leaves_grpcio_to_its_child() -> None:
+    """compute_ctl's side of a gRPC basebackup (the start's storage step, the client, the
+    parent's end of the child's pipe) loads neither grpcio nor protobuf: only the child
+    process does (`storage/grpc_child.py`)."""
+    code = (
+        "import sys\n"
+        "import compute_ctl.compute.prepare, compute_ctl.compute.lease\n"
+        "from compute_ctl.compute.prepare import _import_storage_clients\n"
+        "_import_storage_clients()\n"
+        "print(' '.join(name for name in sys.argv[1:] if name in sys.modules))\n"
+    )
+    grpc_side = ("grpc", "google.protobuf", "compute_ctl.storage.grpc", "compute_ctl.storage.proto")
+    out = subprocess.run(
+        [sys.executable, "-c", code, *grpc_side], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == []
+
+
 @pytest.mark.parametrize("host", [None, "127.0.0.1"])
 def test_accepted_connections_do_not_wait_for_delayed_acks(host: str | None) -> None:
     """asyncio sets TCP_NODELAY on accepted sockets only when the listener says IPPROTO_TCP;

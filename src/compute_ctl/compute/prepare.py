@@ -21,7 +21,7 @@ from compute_ctl.postgres.conf import (
     line_in_file_path,
     render_postgresql_conf,
 )
-from compute_ctl.spec.models import DatabricksSettings, PageserverProtocol, TlsConfig
+from compute_ctl.spec.models import DatabricksSettings, TlsConfig
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.types import Lsn
 from compute_ctl.state import ComputeMetrics
@@ -149,11 +149,10 @@ async def basebackup_lsn(
     return lsn if lsn else None
 
 
-def _import_storage_clients(*, grpc: bool) -> None:
-    """psycopg (safekeepers, libpq pageserver) always; grpc only when it fetches the
-    basebackup."""
-    names = ("basebackup", "pageserver", "libpq", "safekeepers", *(("grpc",) if grpc else ()))
-    for name in names:
+def _import_storage_clients() -> None:
+    """psycopg (safekeepers, libpq pageserver); never grpc, which a gRPC basebackup loads in a
+    child process of its own (`storage/grpc_child.py`)."""
+    for name in ("basebackup", "pageserver", "libpq", "safekeepers", "grpc_child"):
         importlib.import_module(f"compute_ctl.storage.{name}")
 
 
@@ -212,10 +211,9 @@ async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: Compu
     await asyncio.to_thread(recreate_pgdata, opts.pgdata, lakebase=opts.lakebase)
     with tracing.span("config"):
         write_postgresql_conf(pspec, opts)
-    # A worker thread imports the storage clients (a tenth of a second with grpc), so that
-    # the event loop keeps answering HTTP meanwhile.
-    grpc = pspec.protocol is PageserverProtocol.GRPC
-    await asyncio.to_thread(_import_storage_clients, grpc=grpc)
+    # A worker thread imports the storage clients (psycopg: tens of milliseconds), so that the
+    # event loop keeps answering HTTP meanwhile.
+    await asyncio.to_thread(_import_storage_clients)
     from compute_ctl.storage.basebackup import get_basebackup  # noqa: PLC0415 - see above
     from compute_ctl.storage.pageserver import pageserver_client  # noqa: PLC0415 - see above
 

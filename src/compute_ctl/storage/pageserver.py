@@ -7,7 +7,9 @@ from a `ParsedSpec`; callers (`compute/prepare.py`, `compute/lease.py`) only see
 (`ParsedSpec.basebackup_url`, `ParsedSpec.lease_targets`).
 
 Each protocol's module is imported when first used: psycopg and grpc are heavy, and a compute
-waiting for its spec, or a libpq start, never needs grpc.
+waiting for its spec, or a libpq start, never needs grpc. A gRPC basebackup runs in a child
+process (`storage/grpc_child.py`), so that grpcio is not left resident in compute_ctl after
+it; the LSN leases of a static compute are taken in-process.
 """
 
 from __future__ import annotations
@@ -83,30 +85,27 @@ class _GrpcClient:
         return PageserverProtocol.GRPC
 
     async def basebackup(self, lsn: Lsn | None, sink: ChunkSink) -> BasebackupStats:
-        from compute_ctl.storage.grpc import grpc_basebackup  # noqa: PLC0415 - see module
+        # In a child process: grpcio never loads into compute_ctl for it (see grpc_child).
+        from compute_ctl.storage.grpc_child import (  # noqa: PLC0415 - see module
+            BasebackupRequest,
+            basebackup_in_child,
+        )
 
         pspec = self.pspec
         started = time.monotonic_ns()
-        connected_at = started
-
-        def connected() -> None:
-            nonlocal connected_at
-            connected_at = time.monotonic_ns()
-
-        compressed = await grpc_basebackup(
-            pspec.shard_url(0, self.protocol),
-            pspec.tenant_id,
-            pspec.timeline_id,
-            lsn,
+        request = BasebackupRequest(
+            url=pspec.shard_url(0, self.protocol),
+            tenant=str(pspec.tenant_id),
+            timeline=str(pspec.timeline_id),
+            lsn=int(lsn) if lsn is not None else None,
             replica=not pspec.spec.mode.is_primary,
+            shard=str(ShardIndex(0, pspec.pageserver_conninfo.shard_count)),
             token=pspec.storage_auth_token,
-            sink=sink,
-            shard=ShardIndex(0, pspec.pageserver_conninfo.shard_count),
-            on_connected=connected,
         )
+        result = await basebackup_in_child(request, sink)
         return BasebackupStats(
-            connect_micros=(connected_at - started) // 1000,
-            compressed_bytes=compressed,
+            connect_micros=result.connect_micros,
+            compressed_bytes=result.compressed_bytes,
             duration_ms=(time.monotonic_ns() - started) // 1_000_000,
         )
 
