@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import SpecFactory
-from tests.support.harness import Compute, SigningKey, Storage, ctl_config, http, pid_alive
+from tests.support.harness import (
+    Compute,
+    SigningKey,
+    Storage,
+    children_of,
+    ctl_config,
+    http,
+    pid_alive,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
@@ -42,6 +51,21 @@ def test_seed_command_line_reaches_running(
     assert metrics["total_startup_ms"] >= metrics["basebackup_ms"]
     assert f"basebackup over {'grpc' if storage_form == 'grpc' else 'libpq'}" in compute.log()
     assert terminate_and_check(compute) == {"lsn": None}
+
+
+def test_grpc_start_leaves_grpcio_unloaded(compute: Compute, make_spec: SpecFactory) -> None:
+    """The gRPC basebackup ran in a child process: once `running`, compute_ctl has mapped
+    neither grpcio's nor protobuf's extension modules, and the child is gone."""
+    compute.start("-S", str(compute.write("spec.json", make_spec("grpc"))))
+    assert compute.wait_status("running", "failed")["status"] == "running", compute.log()
+    assert "basebackup over grpc" in compute.log()
+    assert compute.process is not None
+    maps = Path(f"/proc/{compute.process.pid}/maps").read_text()
+    assert "cygrpc" not in maps
+    assert "/google/_upb/" not in maps
+    assert "psycopg" in maps  # the maps are really compute_ctl's (safekeepers: psycopg)
+    assert not [c for c in children_of(compute.process.pid).values() if "grpc_child" in c]
+    terminate_and_check(compute)
 
 
 def test_config_file_with_spec(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,11 +13,14 @@ import pytest
 from tests.support.harness import (
     Compute,
     Storage,
+    children_of,
     http,
+    running,
     shared_tempdir,
     start_storage,
     stop_process,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -85,6 +90,60 @@ def test_permanent_storage_faults_fail_with_the_cause(
     assert status["error"].startswith("failed to get basebackup@")
     assert cause in status["error"]
     assert compute.wait_exit() == 1
+    assert "basebackup failed (try" not in compute.log()  # permanent: not retried
+
+
+@pytest.mark.parametrize(
+    "faulty_storage", [["--grpc-fault", "UNAVAILABLE"]], indirect=True, ids=["grpc-unavailable"]
+)
+def test_transient_grpc_fault_is_retried_then_reported(
+    faulty_storage: Storage, compute: Compute
+) -> None:
+    """The gRPC client's child process reports UNAVAILABLE as transient, as the in-process
+    client did: retried, then the start fails with it as the cause."""
+    spec = spec_for(faulty_storage, compute, "grpc")
+    compute.start(
+        "-S",
+        str(compute.write("spec.json", spec)),
+        env={"NEON_COMPUTE_TESTING_BASEBACKUP_RETRIES": "1"},
+    )
+    status = compute.wait_status("failed")
+    assert status["error"].startswith("failed to get basebackup@")
+    assert "failed: UNAVAILABLE: " in status["error"]
+    assert compute.wait_exit() == 1
+    assert "basebackup failed (try 1 of 2), retrying" in compute.log()
+
+
+def test_sigterm_during_a_grpc_basebackup_leaves_no_child(
+    storage: Storage, compute: Compute
+) -> None:
+    """A pageserver that accepts the connection and never answers keeps the basebackup's
+    child process waiting (20 s, grpc's connect timeout); SIGTERM cancels the start, and the
+    child goes with it."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel completes the handshakes; nothing is ever read
+        spec = spec_for(storage, compute, "grpc")
+        shard = spec["pageserver_connection_info"]["shards"]["0000"]["pageservers"][0]
+        shard["grpc_url"] = f"grpc://no_user@127.0.0.1:{silent.getsockname()[1]}"
+        compute.start("-S", str(compute.write("spec.json", spec)))
+        assert compute.process is not None
+        compute_pid = compute.process.pid
+
+        seen: list[int] = []
+
+        def grpc_child_started() -> bool:
+            found = children_of(compute_pid).items()
+            seen[:] = [pid for pid, argv in found if "compute_ctl.storage.grpc_child" in argv]
+            return len(seen) == 1
+
+        wait_until("the basebackup's child process", grpc_child_started)
+        (child,) = seen
+        compute.process.send_signal(signal.SIGTERM)
+        assert compute.wait_exit() == 1
+        # Gone at once, not 20 s later when its connection attempt gives up: compute_ctl
+        # killed and reaped it before exiting.
+        assert not running(child)
 
 
 @pytest.mark.parametrize(
