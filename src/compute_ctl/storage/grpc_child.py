@@ -258,10 +258,24 @@ async def _end(process: asyncio.subprocess.Process, *, graceful: bool) -> int:
         process.stdin.close()
     if graceful and process.returncode is None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), EXIT_GRACE)
+            await asyncio.wait_for(_drained_wait(process), EXIT_GRACE)
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
+    return await _drained_wait(process)
+
+
+async def _drained_wait(process: asyncio.subprocess.Process) -> int:
+    """`process.wait()`, after reading (and dropping) what is left on the child's stdout.
+
+    asyncio's `wait()` returns only once it has seen EOF on the child's pipes, and it stops
+    reading a pipe whose buffer is full: a child cut off mid-stream (a failed sink, a
+    cancelled attempt) would otherwise never be waited for. A killed child writes no more;
+    what is left is at most the pipe's capacity."""
+    if process.stdout is not None:
+        with contextlib.suppress(OSError):
+            while await process.stdout.read(PIPE_BYTES):
+                pass
     return await process.wait()
 
 
