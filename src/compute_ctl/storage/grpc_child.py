@@ -63,8 +63,10 @@ MAX_REQUEST_BYTES: Final = 1 << 20
 """A request is a few hundred bytes plus the token (a JWT: a few KiB)."""
 
 PIPE_BYTES: Final = 1 << 20
-"""The stdout pipe's capacity the child asks for, and the parent's read buffer: a 256 KiB
-chunk then crosses in one write instead of four (a pipe holds 64 KiB by default)."""
+"""The stdout pipe's capacity the child asks for: a 256 KiB chunk then crosses in one write
+instead of four (a pipe holds 64 KiB by default). The parent keeps asyncio's default read
+buffer (64 KiB): a 1 MiB one let the stream run ahead into compute_ctl's heap, which then
+stayed about 10 MiB larger for the compute's whole life."""
 
 EXIT_GRACE: Final = 5.0
 """Seconds a child that has sent its final frame gets to exit before it is killed."""
@@ -146,7 +148,6 @@ async def start_child() -> asyncio.subprocess.Process:
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=None,
-        limit=PIPE_BYTES,
     )
 
 
