@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import struct
 import sys
 import time
@@ -44,11 +45,19 @@ from compute_ctl.errors import StorageError
 from compute_ctl.storage.grpc_url import GrpcTarget, redact
 from compute_ctl.storage.sink import ChunkSink, feed
 
-__all__ = ["BasebackupRequest", "ChildResult", "basebackup_in_child", "child_argv", "main"]
-
-log = logging.getLogger(__name__)
+__all__ = [
+    "BasebackupRequest",
+    "ChildResult",
+    "basebackup_in_child",
+    "child_argv",
+    "main",
+    "start_child",
+]
 
 MODULE: Final = "compute_ctl.storage.grpc_child"
+
+log = logging.getLogger(MODULE)
+"""By name: run with `-m`, this module is `__main__`, which `RUST_LOG` would not match."""
 
 HEADER: Final = struct.Struct(">cI")
 DATA: Final = b"D"
@@ -73,6 +82,8 @@ EXIT_GRACE: Final = 5.0
 
 EXIT_PARENT_GONE: Final = 3
 """The child's exit status when its parent went away before the end (nobody reads it)."""
+EXIT_USAGE: Final = 2
+"""The child's exit status when it was not started with pipes, as `start_child` starts it."""
 
 
 @dataclass(frozen=True)
@@ -440,6 +451,11 @@ def main() -> NoReturn:
     from compute_ctl.logsetup import setup_logging  # noqa: PLC0415 - the child only
 
     setup_logging(os.environ)
+    if not all(stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in (0, 1)):
+        # By hand, from a terminal or a file: asyncio would wait on such a stdin forever.
+        log.error("%s runs under compute_ctl only: stdin and stdout must be pipes", MODULE)
+        logging.shutdown()
+        os._exit(EXIT_USAGE)
     import compute_ctl.storage.grpc  # noqa: F401, PLC0415 - loaded before the request comes
 
     code = asyncio.run(_serve())
