@@ -61,6 +61,23 @@ def test_the_grpc_basebackup_leaves_grpcio_to_its_child() -> None:
     assert out.stdout.split() == []
 
 
+def test_the_grpc_child_starts_without_pydantic() -> None:
+    """What the gRPC basebackup's child process imports leaves pydantic unloaded: importing
+    it would be a third of the child's start, which a pooled start waits for."""
+    code = (
+        "import sys\n"
+        "import compute_ctl.storage.grpc, compute_ctl.storage.grpc_child, compute_ctl.logsetup\n"
+        "print(' '.join(name for name in sys.argv[1:] if name in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "pydantic", "pydantic_core", "compute_ctl.spec.models"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == []
+
+
 @pytest.mark.parametrize("host", [None, "127.0.0.1"])
 def test_accepted_connections_do_not_wait_for_delayed_acks(host: str | None) -> None:
     """asyncio sets TCP_NODELAY on accepted sockets only when the listener says IPPROTO_TCP;

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Le
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -22,6 +23,7 @@ from pydantic import (
     GetJsonSchemaHandler,
     JsonValue,
     SerializerFunctionWrapHandler,
+    Strict,
     StrictBool,
     StrictFloat,
     StrictStr,
@@ -31,19 +33,24 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-from compute_ctl.spec.types import (
-    I64,
-    U32,
-    U64,
-    Lsn,
-    NodeId,
-    NonZeroU64,
-    ShardCount,
-    ShardIndex,
-    ShardStripeSize,
-    TenantId,
-    TimelineId,
-)
+from compute_ctl.spec.types import Lsn, ShardIndex, TenantId, TimelineId
+
+U8 = Annotated[int, Strict(), Ge(0), Le(2**8 - 1)]
+U32 = Annotated[int, Strict(), Ge(0), Le(2**32 - 1)]
+U64 = Annotated[int, Strict(), Ge(0), Le(2**64 - 1)]
+I64 = Annotated[int, Strict(), Ge(-(2**63)), Le(2**63 - 1)]
+NonZeroU64 = Annotated[int, Strict(), Ge(1), Le(2**64 - 1)]
+
+NodeId = U64
+"""A storage node's id (pageserver or safekeeper): a JSON integer."""
+
+ShardNumber = U8
+ShardCount = U8
+"""Number of shards of a tenant. 0 means "unsharded" (legacy, one shard, no key suffix); 1 is a
+sharded tenant that happens to have one shard. The two are distinct on the wire."""
+
+ShardStripeSize = U32
+"""Stripe size in 8 KiB pages."""
 
 
 def _unit_variant(value: object) -> object:

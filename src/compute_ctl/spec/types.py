@@ -4,34 +4,22 @@ Every value here crosses a process boundary (spec JSON, libpq commands, gRPC met
 so each type owns both directions: a strict parser that reports what is wrong with the text,
 and a formatter that produces the canonical form other components compare byte for byte.
 The pydantic hooks make the same parsers the only way these values enter a spec model.
+
+pydantic itself is imported only when a hook runs: the gRPC basebackup's child process
+(`storage/grpc_child.py`) uses these types and never builds a model, and importing pydantic
+would be a third of its start. The integer ranges of the spec's JSON fields (`U64`, …) are
+pydantic annotations and live with the models (`spec/models.py`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Final, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 
-from annotated_types import Ge, Le
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, Strict
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, PydanticCustomError, core_schema
-
-U8 = Annotated[int, Strict(), Ge(0), Le(2**8 - 1)]
-U32 = Annotated[int, Strict(), Ge(0), Le(2**32 - 1)]
-U64 = Annotated[int, Strict(), Ge(0), Le(2**64 - 1)]
-I64 = Annotated[int, Strict(), Ge(-(2**63)), Le(2**63 - 1)]
-NonZeroU64 = Annotated[int, Strict(), Ge(1), Le(2**64 - 1)]
-
-NodeId = U64
-"""A storage node's id (pageserver or safekeeper): a JSON integer."""
-
-ShardNumber = U8
-ShardCount = U8
-"""Number of shards of a tenant. 0 means "unsharded" (legacy, one shard, no key suffix); 1 is a
-sharded tenant that happens to have one shard. The two are distinct on the wire."""
-
-ShardStripeSize = U32
-"""Stripe size in 8 KiB pages."""
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+    from pydantic.json_schema import JsonSchemaValue
+    from pydantic_core import CoreSchema
 
 DEFAULT_STRIPE_SIZE = 2048
 
@@ -57,6 +45,13 @@ def _parse_u32_hex(text: str) -> int | None:
     return value if value <= 0xFFFF_FFFF else None
 
 
+def _custom_error(kind: str, template: str, context: dict[str, Any] | None = None) -> Exception:
+    """pydantic's error for a rejected value (imported here: see the module docstring)."""
+    from pydantic_core import PydanticCustomError  # noqa: PLC0415
+
+    return PydanticCustomError(kind, template, context)
+
+
 class _TextForm:
     """Pydantic hooks for a scalar whose JSON form is a string: validated by the class's own
     `_validate` (its parser, with our error texts) and serialized with `str()`."""
@@ -71,6 +66,8 @@ class _TextForm:
     def __get_pydantic_core_schema__(
         cls, source: type[Any], handler: GetCoreSchemaHandler
     ) -> CoreSchema:
+        from pydantic_core import core_schema  # noqa: PLC0415 - see the module docstring
+
         return core_schema.no_info_plain_validator_function(
             cls._validate, serialization=core_schema.to_string_ser_schema()
         )
@@ -117,11 +114,11 @@ class Lsn(_TextForm, int):
         if isinstance(value, Lsn):
             return value
         if not isinstance(value, str):
-            raise PydanticCustomError("lsn_type", 'an LSN must be a string such as "0/16B5A50"')
+            raise _custom_error("lsn_type", 'an LSN must be a string such as "0/16B5A50"')
         try:
             return cls.parse(value)
         except ValueError as exc:
-            raise PydanticCustomError("lsn_parse", str(exc)) from None
+            raise _custom_error("lsn_parse", str(exc)) from None
 
 
 def hex_decode_error(text: str, length: int) -> str | None:
@@ -160,13 +157,13 @@ class _HexId16(_TextForm, str):
         if isinstance(value, cls):
             return value
         if not isinstance(value, str):
-            raise PydanticCustomError(
+            raise _custom_error(
                 "id_type", "a {kind} must be a string of 32 hex digits", {"kind": cls.kind}
             )
         try:
             return cls(value)
         except ValueError as exc:
-            raise PydanticCustomError(
+            raise _custom_error(
                 "id_parse", "invalid {kind}: {problem}", {"kind": cls.kind, "problem": str(exc)}
             ) from None
 
@@ -210,11 +207,11 @@ class ShardIndex(_TextForm):
         if isinstance(value, ShardIndex):
             return value
         if not isinstance(value, str):
-            raise PydanticCustomError("shard_index_type", "a shard index must be a string")
+            raise _custom_error("shard_index_type", "a shard index must be a string")
         try:
             return cls.parse(value)
         except ValueError as exc:
-            raise PydanticCustomError(
+            raise _custom_error(
                 "shard_index_parse",
                 "invalid shard index {text}: {problem} (expected 4 hex digits: number, count)",
                 {"text": repr(value), "problem": str(exc)},
