@@ -10,6 +10,7 @@ the child dies with its parent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -367,6 +368,9 @@ class FirstAttemptKilled:
     async def lease_lsn(self, url: str, shard: ShardIndex, lsn: Lsn) -> Any:
         raise NotImplementedError
 
+    def started_ahead(self) -> AbstractAsyncContextManager[None]:
+        return self.inner.started_ahead()
+
 
 def test_a_killed_child_is_retried_with_a_new_one(
     timeline: Timeline, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -386,6 +390,39 @@ def test_a_killed_child_is_retried_with_a_new_one(
             assert (pgdata / "base" / "1" / "1259").stat().st_size == 8 * 1024 * 1024
             assert "killed by signal SIGKILL before the end of the stream" in caplog.text
             assert child_pids() == []
+
+    run(scenario)
+
+
+def test_the_child_started_ahead_serves_the_first_attempt(
+    timeline: Timeline, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with stand_in(timeline_store(timeline)) as server:
+            pspec = parsed(timeline, "postgres://no_user@127.0.0.1:1", server.url, "grpc")
+            client = _GrpcClient(pspec)
+            async with client.started_ahead():
+                spare = await the_child()
+                await get_basebackup(client, None, tmp_path, policy=FAST)
+                # Used, not merely kept: it is reaped, and no other child is running.
+                assert not Path(f"/proc/{spare}").exists()
+                assert child_pids() == []
+            assert len(server.service.basebackup_requests) == 1
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["unused", "failed-before-the-lsn"])
+def test_a_child_started_ahead_and_not_used_is_reaped(timeline: Timeline, failing: bool) -> None:
+    async def scenario() -> None:
+        pspec = parsed(timeline, "postgres://no_user@127.0.0.1:1", "grpc://127.0.0.1:1", "grpc")
+        client = _GrpcClient(pspec)
+        with contextlib.suppress(LookupError):
+            async with client.started_ahead():
+                spare = await the_child()
+                if failing:
+                    raise LookupError("the start failed before its basebackup")
+        assert not Path(f"/proc/{spare}").exists()
 
     run(scenario)
 

@@ -207,22 +207,26 @@ def finish_pgdata(pspec: ParsedSpec, pgdata: Path) -> None:
 
 
 async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: ComputeMetrics) -> None:
-    # Removing a large leftover PGDATA takes a while: not on the event loop.
-    await asyncio.to_thread(recreate_pgdata, opts.pgdata, lakebase=opts.lakebase)
-    with tracing.span("config"):
-        write_postgresql_conf(pspec, opts)
-    # A worker thread imports the storage clients (psycopg: tens of milliseconds), so that the
-    # event loop keeps answering HTTP meanwhile.
-    await asyncio.to_thread(_import_storage_clients)
-    from compute_ctl.storage.basebackup import get_basebackup  # noqa: PLC0415 - see above
-    from compute_ctl.storage.pageserver import pageserver_client  # noqa: PLC0415 - see above
+    from compute_ctl.storage.pageserver import pageserver_client  # noqa: PLC0415 - see below
 
-    lsn = await basebackup_lsn(pspec, opts, metrics)
     client = pageserver_client(pspec)
-    with tracing.span("get_basebackup", lsn=str(lsn or Lsn(0))) as current:
-        current.set_attribute("protocol", pspec.protocol.value)
-        stats = await get_basebackup(client, lsn, opts.pgdata, policy=basebackup_retry_policy())
-        current.set_attribute("bytes", stats.compressed_bytes)
+    # Over gRPC the basebackup's child process starts now and loads grpcio while PGDATA is
+    # made and the LSN found (`storage/grpc_child.py`); over libpq this does nothing.
+    async with client.started_ahead():
+        # Removing a large leftover PGDATA takes a while: not on the event loop.
+        await asyncio.to_thread(recreate_pgdata, opts.pgdata, lakebase=opts.lakebase)
+        with tracing.span("config"):
+            write_postgresql_conf(pspec, opts)
+        # A worker thread imports the storage clients (psycopg: tens of milliseconds), so
+        # that the event loop keeps answering HTTP meanwhile.
+        await asyncio.to_thread(_import_storage_clients)
+        from compute_ctl.storage.basebackup import get_basebackup  # noqa: PLC0415 - see above
+
+        lsn = await basebackup_lsn(pspec, opts, metrics)
+        with tracing.span("get_basebackup", lsn=str(lsn or Lsn(0))) as current:
+            current.set_attribute("protocol", pspec.protocol.value)
+            stats = await get_basebackup(client, lsn, opts.pgdata, policy=basebackup_retry_policy())
+            current.set_attribute("bytes", stats.compressed_bytes)
     metrics.pageserver_connect_micros = stats.connect_micros
     metrics.basebackup_bytes = stats.compressed_bytes
     metrics.basebackup_ms = stats.duration_ms

@@ -50,6 +50,7 @@ __all__ = [
     "ChildResult",
     "basebackup_in_child",
     "child_argv",
+    "discard_child",
     "main",
     "start_child",
 ]
@@ -160,6 +161,11 @@ async def start_child() -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE,
         stderr=None,
     )
+
+
+async def discard_child(process: asyncio.subprocess.Process) -> None:
+    """Kill and reap a child from `start_child` that got no request."""
+    await _end(process, graceful=False)
 
 
 async def basebackup_in_child(

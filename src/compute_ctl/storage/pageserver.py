@@ -14,9 +14,13 @@ it; the LSN leases of a static compute are taken in-process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from compute_ctl.spec.models import PageserverProtocol
@@ -38,6 +42,12 @@ class PageserverClient(Protocol):
     async def lease_lsn(self, url: str, shard: ShardIndex, lsn: Lsn) -> datetime.datetime | None:
         """Lease `lsn` on one shard from the pageserver at `url`: the expiry, or None when it
         is not granted (behind the GC cutoff, permanent)."""
+        ...
+
+    def started_ahead(self) -> AbstractAsyncContextManager[None]:
+        """While inside, what the first `basebackup` needs is readied in the background
+        (gRPC: its child process starts and loads grpcio while the LSN is found); whatever
+        was not used is stopped on the way out."""
         ...
 
 
@@ -63,6 +73,9 @@ class _LibpqClient:
             sink=sink,
         )
 
+    def started_ahead(self) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
+
     async def lease_lsn(self, url: str, shard: ShardIndex, lsn: Lsn) -> datetime.datetime | None:
         from compute_ctl.storage.libpq import libpq_lease_lsn  # noqa: PLC0415 - see module
 
@@ -79,10 +92,28 @@ class _LibpqClient:
 @dataclass(frozen=True)
 class _GrpcClient:
     pspec: ParsedSpec
+    _spare: list[asyncio.subprocess.Process] = field(
+        default_factory=list, compare=False, repr=False
+    )
+    """A child process started ahead (`started_ahead`), waiting for its request."""
 
     @property
     def protocol(self) -> PageserverProtocol:
         return PageserverProtocol.GRPC
+
+    @contextlib.asynccontextmanager
+    async def started_ahead(self) -> AsyncIterator[None]:
+        from compute_ctl.storage.grpc_child import (  # noqa: PLC0415 - see module
+            discard_child,
+            start_child,
+        )
+
+        self._spare.append(await start_child())
+        try:
+            yield
+        finally:
+            while self._spare:
+                await discard_child(self._spare.pop())
 
     async def basebackup(self, lsn: Lsn | None, sink: ChunkSink) -> BasebackupStats:
         # In a child process: grpcio never loads into compute_ctl for it (see grpc_child).
@@ -102,7 +133,8 @@ class _GrpcClient:
             shard=str(ShardIndex(0, pspec.pageserver_conninfo.shard_count)),
             token=pspec.storage_auth_token,
         )
-        result = await basebackup_in_child(request, sink)
+        spare = self._spare.pop() if self._spare else None
+        result = await basebackup_in_child(request, sink, child=spare)
         return BasebackupStats(
             connect_micros=result.connect_micros,
             compressed_bytes=result.compressed_bytes,
