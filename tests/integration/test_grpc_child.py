@@ -489,7 +489,9 @@ def read_frames(data: bytes) -> list[tuple[bytes, bytes]]:
         (b"not json\n", "Expecting value"),
         (b"[]\n", "not a JSON object"),
         (b'{"url": "grpc://a:1"}\n', "field 'tenant' is missing or of the wrong type"),
+        (b'{"url": "' + b"a" * (2 << 20) + b'"}\n', "the request is longer than 1048576 bytes"),
     ],
+    ids=["not-json", "not-an-object", "no-tenant", "too-long"],
 )
 def test_a_bad_request_is_a_permanent_error_frame(line: bytes, problem: str) -> None:
     done = subprocess.run(child_argv(), input=line, capture_output=True, timeout=60, check=False)

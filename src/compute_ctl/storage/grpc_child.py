@@ -20,10 +20,13 @@ The pipe between the two:
   are the in-process client's).
 - stderr: the compute's stderr, the lines in the compute's format (`logsetup`).
 
-A child that ends without a final frame (killed, crashed) is a transient `StorageError` naming
-its exit status: the retry policy tries again with a new child. A child never outlives its
-attempt: the parent kills and reaps it when the attempt fails or is cancelled (a shutdown
-cancels the start), and the child dies with its parent (PR_SET_PDEATHSIG, and EOF on stdin).
+A child may be started before its request is known (`start_child`, which
+`PageserverClient.started_ahead` calls when a gRPC start begins): it loads grpcio first and
+then waits on stdin, so that its start overlaps with finding the LSN. A child that ends
+without a final frame (killed, crashed) is a transient `StorageError` naming its exit status:
+the retry policy tries again with a new child. A child never outlives its attempt: the parent
+kills and reaps it when the attempt fails or is cancelled (a shutdown cancels the start), and
+the child dies with its parent (PR_SET_PDEATHSIG, and EOF on stdin).
 """
 
 from __future__ import annotations
@@ -275,12 +278,20 @@ async def _end(process: asyncio.subprocess.Process, *, graceful: bool) -> int:
     if process.stdin is not None:
         process.stdin.close()
     if graceful and process.returncode is None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_drained_wait(process), EXIT_GRACE)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_drained_wait(process), EXIT_GRACE)
+        except asyncio.CancelledError:
+            _kill(process)  # reaped by the event loop's child watcher
+            raise
+    _kill(process)
+    return await _drained_wait(process)
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
-    return await _drained_wait(process)
 
 
 async def _drained_wait(process: asyncio.subprocess.Process) -> int:
@@ -416,11 +427,13 @@ async def _serve() -> int:
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
     try:
         line = await reader.readline()
-    except ValueError:  # longer than MAX_REQUEST_BYTES
-        line = b"{}\n"
-    if not line.endswith(b"\n"):
-        return EXIT_PARENT_GONE  # EOF before a whole request
+    except ValueError:  # no newline within the limit
+        line = None
     try:
+        if line is None:
+            raise ValueError(f"the request is longer than {MAX_REQUEST_BYTES} bytes")
+        if not line.endswith(b"\n"):
+            return EXIT_PARENT_GONE  # EOF before a whole request
         request = BasebackupRequest.decode(line)
     except ValueError as exc:
         frame: bytes | None = _final_frame(ERROR, _error_fields(_bad_request(None, str(exc))))
