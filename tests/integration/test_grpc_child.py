@@ -504,6 +504,22 @@ def test_a_bad_request_is_a_permanent_error_frame(line: bytes, problem: str) -> 
     assert problem in error["message"]
 
 
+def test_the_child_refuses_a_stdin_that_is_not_a_pipe(tmp_path: Path) -> None:
+    """Started by hand with a file: it says why, in the compute's log format, and exits."""
+    request = tmp_path / "request.json"
+    request.write_bytes(b"{}\n")
+    with request.open("rb") as stdin:
+        done = subprocess.run(
+            child_argv(), stdin=stdin, capture_output=True, timeout=60, check=False
+        )
+    assert (done.returncode, done.stdout) == (grpc_child.EXIT_USAGE, b"")
+    (line,) = done.stderr.decode().splitlines()
+    assert line.endswith(
+        " ERROR compute_ctl.storage.grpc_child runs under compute_ctl only: "
+        "stdin and stdout must be pipes"
+    )
+
+
 def test_the_child_ends_at_eof_on_stdin(timeline: Timeline) -> None:
     """Before its request, and in the middle of the stream: no final frame, exit status 3."""
     done = subprocess.run(child_argv(), input=b"", capture_output=True, timeout=60, check=False)
@@ -532,7 +548,7 @@ def test_the_child_dies_with_its_parent() -> None:
     code = (
         "import subprocess, sys, time\n"
         "child = subprocess.Popen(sys.argv[1:], stdin=int(sys.stdin.readline()), "
-        "stdout=subprocess.DEVNULL)\n"
+        "stdout=subprocess.PIPE)\n"
         "print(child.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
