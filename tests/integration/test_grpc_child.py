@@ -427,6 +427,29 @@ def test_a_child_started_ahead_and_not_used_is_reaped(timeline: Timeline, failin
     run(scenario)
 
 
+def test_a_child_that_cannot_start_is_a_transient_error(
+    timeline: Timeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No interpreter to run (a broken install, or no processes left): started ahead, a
+    warning; at the attempt, a transient StorageError saying so."""
+    monkeypatch.setattr(grpc_child, "child_argv", lambda: ["/nonexistent/python3"])
+
+    async def scenario() -> None:
+        pspec = parsed(timeline, "postgres://no_user@127.0.0.1:1", "grpc://127.0.0.1:1", "grpc")
+        client = _GrpcClient(pspec)
+        async with client.started_ahead():
+            with pytest.raises(StorageError) as caught:
+                await client.basebackup(None, Collect())
+        assert caught.value.transient
+        assert str(caught.value).startswith(
+            "basebackup from pageserver grpc://127.0.0.1:1 failed: could not start the gRPC "
+            "client process: "
+        )
+        assert "could not start the gRPC client process ahead" in caplog.text
+
+    run(scenario)
+
+
 def test_cancelling_the_attempt_kills_and_reaps_the_child(timeline: Timeline) -> None:
     async def scenario() -> None:
         async with stand_in(timeline_store(timeline)) as server:

@@ -193,7 +193,15 @@ async def basebackup_in_child(
     try:
         target = GrpcTarget.parse(request.url)  # a permanent error before any process starts
         if process is None:
-            process = await start_child()
+            try:
+                process = await start_child()
+            except OSError as exc:  # out of processes or memory, most likely: worth a retry
+                raise StorageError(
+                    target.url,
+                    f"basebackup from pageserver {target.url} failed: could not start the "
+                    f"gRPC client process: {exc}",
+                    transient=True,
+                ) from None
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(request.encode())
         with contextlib.suppress(ConnectionError):  # it died already: its exit status says why

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -27,6 +28,8 @@ from compute_ctl.spec.models import PageserverProtocol
 from compute_ctl.spec.resolve import ParsedSpec
 from compute_ctl.spec.types import Lsn, ShardIndex, TenantShardId
 from compute_ctl.storage.sink import BasebackupStats, ChunkSink
+
+log = logging.getLogger(__name__)
 
 
 class PageserverClient(Protocol):
@@ -108,7 +111,10 @@ class _GrpcClient:
             start_child,
         )
 
-        self._spare.append(await start_child())
+        try:
+            self._spare.append(await start_child())
+        except OSError as exc:  # the attempt starts its own, and reports why it cannot
+            log.warning("could not start the gRPC client process ahead: %s", exc)
         try:
             yield
         finally:
