@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import importlib
-import json
-import random
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -28,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from compute_ctl.errors import StorageError
-from compute_ctl.spec.types import Lsn, ShardIndex, TenantId, TimelineId
+from compute_ctl.spec.types import Lsn, ShardIndex, TimelineId
 from compute_ctl.storage.grpc import grpc_basebackup, grpc_lease_lsn
 from compute_ctl.storage.proto import page_service_pb2 as pb
 from compute_dev.standins import timelines
@@ -39,6 +37,7 @@ from compute_dev.standins.grpc_server import (
     start_grpc_stand_in,
 )
 from compute_dev.standins.timelines import Timeline, TimelineStore
+from tests.support.stored_timelines import store_noise_timeline
 
 CHUNK = 256 * 1024
 LSN = Lsn.parse("0/1500708")
@@ -59,22 +58,13 @@ def store(tmp_path: Path) -> TimelineStore:
 def timeline(store: TimelineStore) -> Timeline:
     """A stored timeline without initdb: a small data directory whose gzip tarball still
     spans several chunks (incompressible relation data)."""
-    tenant, timeline_id = TenantId.generate(), TimelineId.generate()
-    directory = store.root / "tenants" / tenant / "timelines" / timeline_id
-    pgdata = directory / "pgdata"
-    noise = random.Random(7)
-    for sub in ("global", "base/1", "pg_wal/archive_status"):
-        (pgdata / sub).mkdir(parents=True)
-    (pgdata / "PG_VERSION").write_text("15\n")
-    (pgdata / "postgresql.conf").write_text("never sent\n")
-    (pgdata / "global" / "pg_control").write_bytes(noise.randbytes(8192))
-    (pgdata / "base" / "1" / "1259").write_bytes(noise.randbytes(700 * 1024))
-    (pgdata / "pg_wal" / "000000010000000000000001").write_bytes(bytes(64 * 1024))
-    record = {"tenant_id": tenant, "timeline_id": timeline_id, "lsn": str(LSN)}
-    (directory / "timeline.json").write_text(json.dumps(record))
-    found = store.get(tenant, timeline_id)
-    assert found is not None
-    return found
+    return store_noise_timeline(
+        store,
+        LSN,
+        relation_bytes=700 * 1024,
+        seed=7,
+        extra_files={"postgresql.conf": "never sent\n"},
+    )
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import random
 import shutil
 import signal
 import socket
@@ -51,6 +50,8 @@ from compute_dev.standins.grpc_server import GrpcFaults, GrpcStandIn, start_grpc
 from compute_dev.standins.timelines import Timeline, TimelineStore
 from tests.integration.conftest import JwtKeys
 from tests.integration.test_basebackup import parsed
+from tests.support.harness import running
+from tests.support.stored_timelines import store_noise_timeline
 from tests.support.waiting import wait_until, wait_until_async
 
 CHUNK = 256 * 1024
@@ -76,21 +77,7 @@ def timeline(store: TimelineStore) -> Timeline:
     """A stored timeline without initdb whose gzip stream is 8 MiB of incompressible data:
     far more than the pipe and both ends' buffers hold, so a child killed at the first chunk
     cannot have sent its last one."""
-    tenant, timeline_id = TenantId.generate(), TimelineId.generate()
-    directory = store.root / "tenants" / tenant / "timelines" / timeline_id
-    pgdata = directory / "pgdata"
-    noise = random.Random(11)
-    for sub in ("global", "base/1", "pg_wal/archive_status"):
-        (pgdata / sub).mkdir(parents=True)
-    (pgdata / "PG_VERSION").write_text("15\n")
-    (pgdata / "global" / "pg_control").write_bytes(noise.randbytes(8192))
-    (pgdata / "base" / "1" / "1259").write_bytes(noise.randbytes(8 * 1024 * 1024))
-    (pgdata / "pg_wal" / "000000010000000000000001").write_bytes(bytes(64 * 1024))
-    record = {"tenant_id": tenant, "timeline_id": timeline_id, "lsn": str(LSN)}
-    (directory / "timeline.json").write_text(json.dumps(record))
-    found = store.get(tenant, timeline_id)
-    assert found is not None
-    return found
+    return store_noise_timeline(store, LSN, relation_bytes=8 * 1024 * 1024, seed=11)
 
 
 @pytest.fixture
@@ -190,14 +177,6 @@ async def the_child() -> int:
     await wait_until_async("a grpc_child process", lambda: len(child_pids()) == 1)
     (pid,) = child_pids()
     return pid
-
-
-def gone_or_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 # --- the same stream, the same errors -----------------------------------------------------------
@@ -343,7 +322,7 @@ def test_a_child_killed_mid_stream_is_a_transient_error(timeline: Timeline) -> N
             assert caught.value.target == server.url
             assert 0 < sum(map(len, sink.chunks)) < 8 * 1024 * 1024
             assert sink.killed is not None
-            assert gone_or_zombie(sink.killed) and child_pids() == []
+            assert not running(sink.killed) and child_pids() == []
 
     run(scenario)
 
@@ -591,7 +570,7 @@ def test_the_child_dies_with_its_parent() -> None:
         wait_until("the child loads grpcio", lambda: "cygrpc" in maps_of(pid))
         parent.kill()
         parent.wait()
-        wait_until("the child dies", lambda: gone_or_zombie(pid))
+        wait_until("the child dies", lambda: not running(pid))
     finally:
         if parent.poll() is None:
             parent.kill()
