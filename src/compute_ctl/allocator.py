@@ -18,22 +18,25 @@ Both are best effort: on a C library without them (musl) nothing happens.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 
 log = logging.getLogger(__name__)
 
 M_ARENA_MAX = -8
-"""mallopt's parameter number for the arena limit (glibc's malloc.h)."""
+"""mallopt's parameter number for the arena limit, as glibc numbers it."""
 ARENA_MAX = 2
 
 
+@functools.cache
 def _libc() -> object | None:
+    """The C library, loaded once for both calls."""
     import ctypes  # noqa: PLC0415 - only once the listeners serve: off the /status path
-    import ctypes.util  # noqa: PLC0415
 
+    # glibc's soname, opened directly: `ctypes.util.find_library` would run ldconfig on the loop.
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
         return None
 
