@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from compute_ctl.metrics import PromMetrics
+from compute_ctl.postgres import lean_query
 from compute_ctl.postgres.connect import connect, pg_error_text
 from compute_ctl.state import ComputeState, ComputeStatus, utcnow
 
@@ -67,8 +68,11 @@ ACTIVITY_QUERY = (
 client backend (not ours, not `cloud_admin`; one row of NULLs when there is none), each with
 the number of walsenders other than the walproposer, running subscription workers and
 autovacuum workers. Four queries cost about four times the CPU at every check."""
+ACTIVITY_QUERY_BYTES = ACTIVITY_QUERY.encode()
+ACTIVITY_COLUMNS = (lean_query.TEXT_OID, lean_query.TIMESTAMPTZ_OID, lean_query.INT8_OID)
 
 Backend = tuple[str | None, datetime | None]
+ActivityRow = tuple[str | None, datetime | None, int]
 
 
 def backends_activity(rows: Iterable[Backend], now: datetime) -> datetime | None:
@@ -94,6 +98,24 @@ def later(current: datetime | None, candidate: datetime | None) -> datetime | No
     if current is None or candidate > current:
         return candidate
     return current
+
+
+async def activity_rows(conn: psycopg.AsyncConnection[Any]) -> list[ActivityRow]:
+    """ACTIVITY_QUERY's rows, read through libpq directly (postgres/lean_query.py: a check
+    twice a second is most of an idle compute's CPU); an answer that path does not decode is
+    asked again through psycopg's cursor, which raises its error as psycopg does."""
+    raw = await lean_query.binary_rows(conn, ACTIVITY_QUERY_BYTES, ACTIVITY_COLUMNS)
+    if raw is None:
+        cur = await conn.execute(ACTIVITY_QUERY)
+        return [(state, changed, int(busy)) for state, changed, busy in await cur.fetchall()]
+    return [
+        (
+            lean_query.text(state),
+            lean_query.timestamptz(changed),
+            lean_query.int8(busy) or 0,
+        )
+        for state, changed, busy in raw
+    ]
 
 
 class ComputeMonitor:
@@ -132,8 +154,7 @@ class ComputeMonitor:
         now = utcnow()
         if self.experimental and await self._stats_changed(conn):
             return now
-        cur = await conn.execute(ACTIVITY_QUERY)
-        rows = await cur.fetchall()
+        rows = await activity_rows(conn)
         found = backends_activity([(state, changed) for state, changed, _ in rows], now)
         if found == now or (rows and rows[0][2] > 0):
             return now
