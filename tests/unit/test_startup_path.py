@@ -50,8 +50,8 @@ def test_the_grpc_basebackup_leaves_grpcio_to_its_child() -> None:
     code = (
         "import sys\n"
         "import compute_ctl.compute.prepare, compute_ctl.compute.lease\n"
-        "from compute_ctl.compute.prepare import _import_storage_clients\n"
-        "_import_storage_clients()\n"
+        "from compute_ctl.compute.prepare import import_storage_clients\n"
+        "import_storage_clients()\n"
         "print(' '.join(name for name in sys.argv[1:] if name in sys.modules))\n"
     )
     grpc_side = ("grpc", "google.protobuf", "compute_ctl.storage.grpc", "compute_ctl.storage.proto")
@@ -104,3 +104,25 @@ def test_accepted_connections_do_not_wait_for_delayed_acks(host: str | None) -> 
                 await writer.wait_closed()
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+def test_an_empty_compute_prepares_what_configure_needs() -> None:
+    """While it waits for `/configure`, an empty compute imports the catalog and the storage
+    clients and builds the `/configure` body's validator, so the start a user waits for pays
+    none of them; grpcio stays out (the basebackup's child loads it)."""
+    code = (
+        "import asyncio, sys\n"
+        "from compute_ctl.compute.startup import preload_while_empty\n"
+        "from compute_ctl.spec.models import ConfigurationRequest\n"
+        "before = ConfigurationRequest.__pydantic_complete__\n"
+        "asyncio.run(preload_while_empty())\n"
+        "print(before, ConfigurationRequest.__pydantic_complete__)\n"
+        "print(' '.join(name for name in sys.argv[1:] if name in sys.modules))\n"
+    )
+    wanted = ("compute_ctl.catalog", "compute_ctl.storage.pageserver", "compute_ctl.storage.libpq")
+    out = subprocess.run(
+        [sys.executable, "-c", code, *wanted, "grpc"], capture_output=True, text=True, check=True
+    )
+    built, loaded = out.stdout.splitlines()
+    assert built == "False True"
+    assert loaded.split() == list(wanted)

@@ -149,7 +149,7 @@ async def basebackup_lsn(
     return lsn if lsn else None
 
 
-def _import_storage_clients() -> None:
+def import_storage_clients() -> None:
     """psycopg (safekeepers, libpq pageserver); never grpc, which a gRPC basebackup loads in a
     child process of its own (`storage/grpc_child.py`)."""
     for name in ("basebackup", "pageserver", "libpq", "safekeepers", "grpc_child"):
@@ -219,7 +219,7 @@ async def prepare_pgdata(pspec: ParsedSpec, opts: PrepareOptions, metrics: Compu
             write_postgresql_conf(pspec, opts)
         # A worker thread imports the storage clients (psycopg: tens of milliseconds), so
         # that the event loop keeps answering HTTP meanwhile.
-        await asyncio.to_thread(_import_storage_clients)
+        await asyncio.to_thread(import_storage_clients)
         from compute_ctl.storage.basebackup import get_basebackup  # noqa: PLC0415 - see above
 
         lsn = await basebackup_lsn(pspec, opts, metrics)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from compute_ctl import tls, tracing
 from compute_ctl.compute import vm_tools
-from compute_ctl.compute.prepare import prepare_pgdata
+from compute_ctl.compute.prepare import import_storage_clients, prepare_pgdata
 from compute_ctl.compute.spec_apply import SpecApplier
 from compute_ctl.errors import ComputeError
 from compute_ctl.logs_export import rsyslog
@@ -32,6 +32,7 @@ from compute_ctl.postgres.process import (
     spawn_postgres,
     wait_until_ready,
 )
+from compute_ctl.spec.models import ConfigurationRequest
 from compute_ctl.state import ComputeState, ComputeStatus, utcnow
 
 if TYPE_CHECKING:
@@ -210,9 +211,18 @@ async def prewarm_vm_memory(params: Params, neon_available: bool, log_out: TextI
     )
 
 
+def _preload() -> None:
+    importlib.import_module(CATALOG_MODULE)
+    import_storage_clients()
+    # A /configure arriving meanwhile builds the same validator itself: either is kept.
+    ConfigurationRequest.model_rebuild()
+
+
 async def preload_while_empty() -> None:
-    """An empty compute (a fleet's pre-started pool) imports what start-up needs next while it
-    waits for `/configure`, in a worker thread, so the start a user waits for pays none of it."""
+    """An empty compute (a fleet's pre-started pool) prepares what start-up needs next while
+    it waits for `/configure`, in a worker thread, so the start a user waits for pays none of
+    it: the catalog code, the storage clients, and the validator of the `/configure` body
+    (the spec models build theirs on first use; see spec/models.py)."""
     started = time.monotonic()
-    await asyncio.to_thread(importlib.import_module, CATALOG_MODULE)
+    await asyncio.to_thread(_preload)
     log.debug("start-up code preloaded in %.0f ms", (time.monotonic() - started) * 1000)
