@@ -24,7 +24,7 @@ from compute_ctl.postgres.conf import (
     TEMP_OVERRIDE_SETTINGS,
     line_in_file_path,
 )
-from compute_ctl.postgres.process import pg_ctl_reload
+from compute_ctl.postgres.process import signal_reload
 
 if TYPE_CHECKING:
     from compute_ctl.compute.extensions_stats import ExtensionStats
@@ -77,7 +77,8 @@ class SpecApplier:
         return tls.tls_active(spec, self.tls_files)
 
     async def reload(self) -> None:
-        await pg_ctl_reload(self.params.pg_bindir / "pg_ctl", self.pgdata)
+        """Postgres re-reads its configuration files (asynchronously, as with pg_ctl reload)."""
+        signal_reload(self.pgdata)
 
     async def configure_as_primary(self, pspec: ParsedSpec) -> None:
         """The first apply of a primary: catalog (with the temporary override settings),
