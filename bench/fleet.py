@@ -8,7 +8,9 @@ is each compute's memory and idle CPU. The storage stand-ins are those of P1 (be
 one `compute-dev storage` process, a fresh initdb timeline, three safekeepers.
 
 - F1 pooled start: `compute_ctl -i ID` started empty, idle 2 s, then `POST /configure` with the
-  spec; the time until it answers 200 (`running`). 20 times per protocol.
+  spec; the time until it answers 200 (`running`). 20 times per protocol, and 20 times over
+  gRPC with `COMPUTE_CTL_GRPC_CHILD_WHILE_EMPTY=1` (the basebackup's child kept ready while
+  empty; its memory is recorded beside it).
 - F2 `-S` start: exec → `running` (wall), as P1 starts it.
 - F3 `total_startup_ms` of both kinds of start.
 - F4 memory after `--idle` seconds `running` (activity monitor on): VmHWM and VmRSS.
@@ -54,7 +56,10 @@ from benchlib import (
     write_result,
 )
 from startup import PROTOCOLS, Stand
-from tests.support.harness import free_port, shared_tempdir
+from tests.support.harness import children_of, free_port, shared_tempdir
+
+from compute_ctl.storage.grpc_child import MODULE as GRPC_CHILD_MODULE
+from compute_ctl.storage.grpc_child import SPARE_ENV
 
 TAG = "fleet"
 DEADLINE = 60.0
@@ -122,7 +127,7 @@ def post_json(port: int, path: str, body: bytes, timeout: float = DEADLINE) -> t
 class Pooled:
     """One empty compute of the pool: started with `-i`, serving, waiting for a spec."""
 
-    def __init__(self, stand: Stand, name: str) -> None:
+    def __init__(self, stand: Stand, name: str, env: dict[str, str] | None = None) -> None:
         self.stand = stand
         self.workdir = stand.workdir / name
         self.workdir.mkdir(mode=0o755, exist_ok=True)
@@ -136,7 +141,7 @@ class Pooled:
         argv += ["-b", str(stand.pg_bin / "postgres"), "--dev"]
         argv += ["--external-http-port", str(self.port), "--internal-http-port", str(free_port())]
         self.started = time.perf_counter()
-        self.process = launch(argv, self.workdir, self.workdir / "compute.log")
+        self.process = launch(argv, self.workdir, self.workdir / "compute.log", env=env)
 
     def wait_serving(self) -> None:
         wait_answer(self.port, self.started, self.process, interval=0.02, deadline=DEADLINE)
@@ -167,11 +172,17 @@ class Pooled:
             raise RuntimeError(f"compute_ctl exited with status {code}")
 
 
-def pooled_start(stand: Stand, protocol: str) -> dict[str, Any]:
-    compute = Pooled(stand, f"pool-{protocol}")
+def pooled_start(stand: Stand, protocol: str, *, spare: bool = False) -> dict[str, Any]:
+    """One F1 start; with `spare`, the gRPC child kept ready while empty, whose memory just
+    before `/configure` is part of the result."""
+    env = {SPARE_ENV: "1"} if spare else None
+    compute = Pooled(stand, f"pool-{protocol}{'-spare' if spare else ''}", env)
+    child: dict[str, float] = {}
     try:
         compute.wait_serving()
         time.sleep(POOL_IDLE)  # the pool's idle compute; the wait is not what is measured
+        if spare:
+            child = spare_child_memory(compute.process.pid)
         configure_s = compute.configure(protocol)
         metrics = compute.metrics()
     finally:
@@ -179,6 +190,23 @@ def pooled_start(stand: Stand, protocol: str) -> dict[str, Any]:
     return {
         "configure_ms": round(configure_s * 1000, 1),
         "total_startup_ms": metrics["total_startup_ms"],
+        **child,
+    }
+
+
+def spare_child_memory(pid: int) -> dict[str, float]:
+    """VmRSS and USS of the gRPC child an empty compute keeps ready."""
+    children = [c for c, argv in children_of(pid).items() if GRPC_CHILD_MODULE in argv]
+    if len(children) != 1:
+        raise RuntimeError(f"expected one spare gRPC child of {pid}, found {children}")
+    rss, _hwm = rss_kib(children[0])
+    return {
+        "child_vmrss_mib": round(rss / 1024, 1),
+        **{
+            f"child_{key}": value
+            for key, value in memory_kinds(children[0]).items()
+            if key in ("uss_mib", "pss_mib")
+        },
     }
 
 
@@ -277,6 +305,7 @@ def main() -> int:
     root = shared_tempdir("bench-fleet-")
     stand_ins = start_stand_ins(root, TAG)
     pooled: dict[str, list[dict[str, Any]]] = {p: [] for p in PROTOCOLS}
+    spare_runs: list[dict[str, Any]] = []
     direct: dict[str, list[dict[str, Any]]] = {p: [] for p in PROTOCOLS}
     floors: list[float] = []
     try:
@@ -285,11 +314,13 @@ def main() -> int:
         for protocol in PROTOCOLS:
             stand.compute(protocol)
             pooled_start(stand, protocol)
+        pooled_start(stand, "grpc", spare=True)
         stand.floor_postmaster()
         for run in range(1, args.runs + 1):
             for protocol in PROTOCOLS:
                 pooled[protocol].append(pooled_start(stand, protocol))
                 direct[protocol].append(stand.compute(protocol))
+            spare_runs.append(pooled_start(stand, "grpc", spare=True))
             floors.append(stand.floor_postmaster()["total_ms"])
             progress(
                 TAG,
@@ -299,6 +330,7 @@ def main() -> int:
                     f"-S running {direct[p][-1]['exec_to_running_ms']} ms"
                     for p in PROTOCOLS
                 )
+                + f", grpc with a spare child /configure {spare_runs[-1]['configure_ms']} ms"
                 + f", floor {floors[-1]:.0f} ms",
             )
         idle = {}
@@ -344,6 +376,13 @@ def main() -> int:
             "F6_all_running_ms": parallel_runs[protocol]["all_running_ms"],
             "F6": verdict(round(par["p50"] - par_floor["p50"], 1), GOALS["F6"]),
         }
+    spare = spread([r["configure_ms"] for r in spare_runs])
+    results["grpc"]["F1_spare_configure_ms"] = spare
+    results["grpc"]["F1_spare"] = verdict(round(spare["p50"] - floor["p50"], 1), GOALS["F1"])
+    results["grpc"]["F1_spare_child"] = {
+        key: spread([r[key] for r in spare_runs])["p50"]
+        for key in ("child_vmrss_mib", "child_uss_mib", "child_pss_mib")
+    }
     report = {
         "benchmark": "F1-F6 fleet costs",
         "date": now_iso(),
@@ -353,7 +392,13 @@ def main() -> int:
         "parallel": args.parallel,
         "floor_postmaster_ms": floor,
         "results": results,
-        "raw": {"pooled": pooled, "direct": direct, "floor": floors, "parallel": parallel_runs},
+        "raw": {
+            "pooled": pooled,
+            "pooled_grpc_spare": spare_runs,
+            "direct": direct,
+            "floor": floors,
+            "parallel": parallel_runs,
+        },
         "goals": GOALS,
     }
     write_result(args.output, report, TAG)

@@ -245,7 +245,7 @@ def f_rows(r: dict[str, Any]) -> list[Row]:
         total = res["F3_total_startup_ms_pooled"]
         idle, runs = res["F4_F5_idle"], configure["n"]
         par, par_floor = res["F6_per_compute_ms"], res["F6_floor_per_compute_ms"]
-        rows += [
+        block: list[Row] = [
             (
                 "F1",
                 f"pooled start over {protocol}: empty, idle 2 s, `POST /configure` → 200 "
@@ -304,7 +304,28 @@ def f_rows(r: dict[str, Any]) -> list[Row]:
                 day(r),
             ),
         ]
+        rows += [block[0], *_spare_rows(r, res, floor_cell), *block[1:]]
     return rows
+
+
+def _spare_rows(r: dict[str, Any], res: dict[str, Any], floor_cell: str) -> list[Row]:
+    """F1 over gRPC with the child kept ready while empty, when the run measured it."""
+    if "F1_spare" not in res:
+        return []
+    configure, child = res["F1_spare_configure_ms"], res["F1_spare_child"]
+    return [
+        (
+            "F1",
+            "pooled start over grpc, `COMPUTE_CTL_GRPC_CHILD_WHILE_EMPTY=1`: the child kept "
+            f"ready while empty holds VmRSS {child['child_vmrss_mib']:.1f} MiB, USS "
+            f"{child['child_uss_mib']:.1f}, PSS {child['child_pss_mib']:.1f} "
+            f"({configure['n']} starts{_tails(configure)})",
+            spread_ms(configure),
+            floor_cell,
+            *_over(res["F1_spare"]),
+            day(r),
+        )
+    ]
 
 
 def machine_line(reports: list[dict[str, Any]]) -> str:

@@ -68,6 +68,44 @@ def test_grpc_start_leaves_grpcio_unloaded(compute: Compute, make_spec: SpecFact
     terminate_and_check(compute)
 
 
+SPARE = {"COMPUTE_CTL_GRPC_CHILD_WHILE_EMPTY": "1"}
+
+
+def grpc_children(compute: Compute) -> list[int]:
+    assert compute.process is not None
+    return [pid for pid, argv in children_of(compute.process.pid).items() if "grpc_child" in argv]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "libpq"])
+def test_an_empty_compute_keeps_a_grpc_child_ready_when_asked(
+    protocol: str, compute: Compute, make_spec: SpecFactory
+) -> None:
+    """With `COMPUTE_CTL_GRPC_CHILD_WHILE_EMPTY=1` an empty compute starts the basebackup's
+    child while it waits; a gRPC start uses that very child, a libpq start stops it, and a
+    running compute has none."""
+    compute.start("-i", "compute-1", env=SPARE)
+    wait_until("the spare child starts", lambda: len(grpc_children(compute)) == 1)
+    (spare,) = grpc_children(compute)
+    request = {"spec": make_spec(protocol), "compute_ctl_config": {"jwks": {"keys": []}}}
+    answer = http("POST", f"{compute.url}/configure", request)
+    assert answer.status == 200, compute.log()
+    assert f"basebackup over {protocol}" in compute.log()
+    assert not pid_alive(spare)
+    assert grpc_children(compute) == []
+    used = f"the gRPC client process kept ready while empty (pid {spare}) is used"
+    assert (used in compute.log()) == (protocol == "grpc"), compute.log()
+    terminate_and_check(compute)
+
+
+def test_an_empty_compute_stops_its_spare_child_when_terminated(compute: Compute) -> None:
+    compute.start("-i", "compute-1", env=SPARE)
+    wait_until("the spare child starts", lambda: len(grpc_children(compute)) == 1)
+    (spare,) = grpc_children(compute)
+    assert compute.call("POST", "/terminate").status == 200
+    assert compute.wait_exit() == 0, compute.log()
+    assert not pid_alive(spare)
+
+
 def test_config_file_with_spec(
     compute: Compute, make_spec: SpecFactory, signing_key: SigningKey
 ) -> None:

@@ -26,7 +26,12 @@ from compute_ctl.compute.lakebase import init_watchdog
 from compute_ctl.compute.monitors import Monitors
 from compute_ctl.compute.promote import Promotion
 from compute_ctl.compute.spec_apply import SpecApplier
-from compute_ctl.compute.startup import Startup, preload_while_empty, prewarm_vm_memory
+from compute_ctl.compute.startup import (
+    Startup,
+    discard_preloaded,
+    preload_while_empty,
+    prewarm_vm_memory,
+)
 from compute_ctl.compute.status_watchers import watch_status
 from compute_ctl.compute.tasks import BackgroundTasks
 from compute_ctl.errors import chain_text
@@ -174,7 +179,8 @@ class ComputeNode:
             log.info("no compute spec yet: waiting for POST /configure")
             self.tasks.spawn(preload_while_empty(), "preload")
             pspec = await state.wait_for_spec()
-            if pspec is None:  # terminated while empty: nothing to stop
+            if pspec is None:  # terminated while empty: nothing to stop but a spare child
+                await discard_preloaded()
                 await state.set_status(ComputeStatus.TERMINATED)
                 await self._linger()
                 await listeners.stop()

@@ -222,7 +222,20 @@ async def preload_while_empty() -> None:
     """An empty compute (a fleet's pre-started pool) prepares what start-up needs next while
     it waits for `/configure`, in a worker thread, so the start a user waits for pays none of
     it: the catalog code, the storage clients, and the validator of the `/configure` body
-    (the spec models build theirs on first use; see spec/models.py)."""
+    (the spec models build theirs on first use; see spec/models.py). With
+    `COMPUTE_CTL_GRPC_CHILD_WHILE_EMPTY=1` also a gRPC basebackup child, ready for its request
+    (storage/grpc_child.py)."""
     started = time.monotonic()
     await asyncio.to_thread(_preload)
+    from compute_ctl.storage import grpc_child  # noqa: PLC0415 - loaded by _preload
+
+    if grpc_child.spare_wanted(os.environ):
+        await grpc_child.start_spare()
     log.debug("start-up code preloaded in %.0f ms", (time.monotonic() - started) * 1000)
+
+
+async def discard_preloaded() -> None:
+    """An empty compute that ends without a spec stops the child it kept ready, if any."""
+    from compute_ctl.storage.grpc_child import discard_spare  # noqa: PLC0415 - see above
+
+    await discard_spare()

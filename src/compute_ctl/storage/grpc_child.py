@@ -41,6 +41,7 @@ import stat
 import struct
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
@@ -54,8 +55,11 @@ __all__ = [
     "basebackup_in_child",
     "child_argv",
     "discard_child",
+    "discard_spare",
     "main",
     "start_child",
+    "start_spare",
+    "take_spare",
 ]
 
 MODULE: Final = "compute_ctl.storage.grpc_child"
@@ -174,6 +178,64 @@ async def start_child() -> asyncio.subprocess.Process:
 async def discard_child(process: asyncio.subprocess.Process) -> None:
     """Kill and reap a child from `start_child` that got no request."""
     await _end(process, graceful=False)
+
+
+SPARE_ENV: Final = "COMPUTE_CTL_GRPC_CHILD_WHILE_EMPTY"
+"""Set to 1, an empty compute keeps a child ready (`start_spare`): a pooled gRPC start then
+waits for no interpreter start and no grpcio import (about 100 ms, docs/benchmarks.md, F1),
+and each empty compute holds the child's memory (about 20 MiB of its own) until `/configure`.
+A running compute never keeps one: a libpq start discards it, a gRPC start uses it up."""
+
+
+@dataclass
+class _Spare:
+    process: asyncio.subprocess.Process | None = None
+    taken: bool = False
+    """The start has asked for it (or ruled it out): no spare is started after that, so that
+    one whose start was still under way when `/configure` came cannot outlive the start."""
+
+
+_spare = _Spare()
+"""The one child an empty compute keeps ready, if any (one compute per process)."""
+
+
+def spare_wanted(environ: Mapping[str, str]) -> bool:
+    return environ.get(SPARE_ENV, "") in ("1", "true", "yes", "on")
+
+
+async def start_spare() -> None:
+    """Start the spare child, unless there is one; a failure to start it is only logged (the
+    start will start its own and report why it cannot)."""
+    if _spare.taken or (_spare.process is not None and _spare.process.returncode is None):
+        return
+    try:
+        process = await start_child()
+    except OSError as exc:
+        log.warning("could not start the spare gRPC client process: %s", exc)
+        return
+    if _spare.taken:  # the start asked while this one was being started
+        await discard_child(process)
+    else:
+        _spare.process = process
+
+
+async def take_spare() -> asyncio.subprocess.Process | None:
+    """The spare child, now the caller's; None when there is none or it has died. No spare is
+    started afterwards."""
+    _spare.taken = True
+    process, _spare.process = _spare.process, None
+    if process is not None and process.returncode is not None:
+        log.warning("the spare gRPC client process ended (status %d)", process.returncode)
+        await discard_child(process)  # reaps it; a new child is started instead
+        return None
+    return process
+
+
+async def discard_spare() -> None:
+    """Kill and reap the spare child, if any (a libpq start, or the end of an empty compute)."""
+    process = await take_spare()
+    if process is not None:
+        await discard_child(process)
 
 
 async def basebackup_in_child(

@@ -76,8 +76,12 @@ class _LibpqClient:
             sink=sink,
         )
 
-    def started_ahead(self) -> AbstractAsyncContextManager[None]:
-        return contextlib.nullcontext()
+    @contextlib.asynccontextmanager
+    async def started_ahead(self) -> AsyncIterator[None]:
+        from compute_ctl.storage.grpc_child import discard_spare  # noqa: PLC0415 - see module
+
+        await discard_spare()  # a gRPC child kept ready while empty is not needed
+        yield
 
     async def lease_lsn(self, url: str, shard: ShardIndex, lsn: Lsn) -> datetime.datetime | None:
         from compute_ctl.storage.libpq import libpq_lease_lsn  # noqa: PLC0415 - see module
@@ -109,10 +113,16 @@ class _GrpcClient:
         from compute_ctl.storage.grpc_child import (  # noqa: PLC0415 - see module
             discard_child,
             start_child,
+            take_spare,
         )
 
         try:
-            self._spare.append(await start_child())
+            ready = await take_spare()
+            if ready is not None:
+                log.info(
+                    "the gRPC client process kept ready while empty (pid %d) is used", ready.pid
+                )
+            self._spare.append(ready or await start_child())
         except OSError as exc:  # the attempt starts its own, and reports why it cannot
             log.warning("could not start the gRPC client process ahead: %s", exc)
         try:
