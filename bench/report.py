@@ -234,8 +234,9 @@ def _cpu_ms(idle: dict[str, Any]) -> float:
     return float(idle.get("cpu_ms_scheduler", idle["cpu_seconds"] * 1000))
 
 
-def f_rows(r: dict[str, Any]) -> list[Row]:
-    """F1-F6 (bench/fleet.py), one row per figure and protocol."""
+def f_rows(r: dict[str, Any], medium: str = "disk") -> list[Row]:
+    """F1-F6 (bench/fleet.py), one row per figure and protocol; `medium` is where the data
+    directories were (disk, or tmpfs when run with TMPDIR=/dev/shm)."""
     floor = r["floor_postmaster_ms"]
     floor_cell = f"untar + postmaster ready: {spread_ms(floor)}"
     rows: list[Row] = []
@@ -248,8 +249,8 @@ def f_rows(r: dict[str, Any]) -> list[Row]:
         block: list[Row] = [
             (
                 "F1",
-                f"pooled start over {protocol}: empty, idle 2 s, `POST /configure` → 200 "
-                f"({runs} starts{_tails(configure)})",
+                f"pooled start over {protocol} ({medium}): empty, idle 2 s, `POST /configure` "
+                f"→ 200 ({runs} starts{_tails(configure)})",
                 spread_ms(configure),
                 floor_cell,
                 *_over(res["F1"]),
@@ -257,7 +258,7 @@ def f_rows(r: dict[str, Any]) -> list[Row]:
             ),
             (
                 "F2",
-                f"`-S` start over {protocol}, exec → `running` ({running['n']} starts"
+                f"`-S` start over {protocol} ({medium}), exec → `running` ({running['n']} starts"
                 f"{_tails(running)})",
                 spread_ms(running),
                 floor_cell,
@@ -266,7 +267,7 @@ def f_rows(r: dict[str, Any]) -> list[Row]:
             ),
             (
                 "F3",
-                f"`total_startup_ms` of the pooled start over {protocol} "
+                f"`total_startup_ms` of the pooled start over {protocol} ({medium}) "
                 f"(`-S`: {ms(res['F3_total_startup_ms_direct']['p50'])})",
                 spread_ms(total),
                 floor_cell,
@@ -296,7 +297,8 @@ def f_rows(r: dict[str, Any]) -> list[Row]:
             ),
             (
                 "F6",
-                f"{r['parallel']} pooled computes over {protocol} configured at once, each one's "
+                f"{r['parallel']} pooled computes over {protocol} ({medium}) configured at once, "
+                "each one's "
                 f"`/configure` → 200 (all running after {ms(res['F6_all_running_ms'])})",
                 spread_ms(par),
                 f"{r['parallel']} floors at once: {spread_ms(par_floor)}",
@@ -304,11 +306,13 @@ def f_rows(r: dict[str, Any]) -> list[Row]:
                 day(r),
             ),
         ]
-        rows += [block[0], *_spare_rows(r, res, floor_cell), *block[1:]]
+        rows += [block[0], *_spare_rows(r, res, floor_cell, medium), *block[1:]]
     return rows
 
 
-def _spare_rows(r: dict[str, Any], res: dict[str, Any], floor_cell: str) -> list[Row]:
+def _spare_rows(
+    r: dict[str, Any], res: dict[str, Any], floor_cell: str, medium: str
+) -> list[Row]:
     """F1 over gRPC with the child kept ready while empty, when the run measured it."""
     if "F1_spare" not in res:
         return []
@@ -316,7 +320,8 @@ def _spare_rows(r: dict[str, Any], res: dict[str, Any], floor_cell: str) -> list
     return [
         (
             "F1",
-            "pooled start over grpc, `COMPUTE_CTL_GRPC_CHILD_WHILE_EMPTY=1`: the child kept "
+            f"pooled start over grpc ({medium}), `COMPUTE_CTL_GRPC_CHILD_WHILE_EMPTY=1`: the "
+            "child kept "
             f"ready while empty holds VmRSS {child['child_vmrss_mib']:.1f} MiB, USS "
             f"{child['child_uss_mib']:.1f}, PSS {child['child_pss_mib']:.1f} "
             f"({configure['n']} starts{_tails(configure)})",
@@ -349,6 +354,7 @@ def render() -> str:
         ("basebackup", p4_rows),
         ("api_latency", p5_rows),
         ("fleet", f_rows),
+        ("fleet-tmpfs", lambda r: f_rows(r, "tmpfs")),
     ]
     rows: list[Row] = []
     missing: list[str] = []
