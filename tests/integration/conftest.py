@@ -20,13 +20,29 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from compute_dev.pgbin import find_pg_bin
+from compute_dev.pgbin import PgBinNotFoundError, find_pg_bin
 from compute_dev.standins.timelines import Timeline, TimelineStore
+from tests.support.pgserver import PgServer, start_server
 
 
 @pytest.fixture(scope="session")
 def pg_bin() -> Path:
     return find_pg_bin()
+
+
+@pytest.fixture(scope="module")
+def plain_pg() -> Iterator[PgServer]:
+    """A throwaway cluster with the test defaults, one per test module (skipped without
+    PostgreSQL's binaries)."""
+    try:
+        find_pg_bin()
+    except PgBinNotFoundError as exc:
+        pytest.skip(str(exc))
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,25 +15,16 @@ import pytest
 from compute_ctl.compute.activity_monitor import ACTIVITY_QUERY, activity_rows
 from compute_ctl.postgres import lean_query
 from compute_ctl.postgres.connect import connect
-from compute_dev.pgbin import PgBinNotFoundError, find_pg_bin
-from tests.support.pgserver import PgServer, start_server
+from tests.support.pgserver import PgServer
 
 USER = "app_user"
 
 
 @pytest.fixture(scope="module")
-def pg() -> Iterator[PgServer]:
-    try:
-        find_pg_bin()
-    except PgBinNotFoundError as exc:
-        pytest.skip(str(exc))
-    server = start_server()
-    try:
-        with psycopg.connect(server.connstr(), autocommit=True) as conn:
-            conn.execute(f"CREATE ROLE {USER} LOGIN")
-        yield server
-    finally:
-        server.stop()
+def pg(plain_pg: PgServer) -> PgServer:
+    with psycopg.connect(plain_pg.connstr(), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {USER} LOGIN")
+    return plain_pg
 
 
 async def both_ways(pg: PgServer) -> tuple[list[Any], list[Any]]:

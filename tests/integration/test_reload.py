@@ -6,28 +6,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from compute_ctl.postgres.process import signal_reload
-from compute_dev.pgbin import PgBinNotFoundError, find_pg_bin
-from tests.support.pgserver import PgServer, start_server
+from tests.support.pgserver import PgServer
 
 
 @pytest.fixture(scope="module")
-def pg() -> Iterator[PgServer]:
-    try:
-        find_pg_bin()
-    except PgBinNotFoundError as exc:
-        pytest.skip(str(exc))
-    server = start_server()
-    try:
-        yield server
-    finally:
-        server.stop()
+def pg(plain_pg: PgServer) -> PgServer:
+    return plain_pg
 
 
 def show(pg: PgServer, name: str) -> str:
