@@ -273,7 +273,11 @@ def test_stock_postgres_starts_from_the_tarball(timeline: Timeline, shared_dir: 
         [pg_ctl, "start", "-w", "-t", "60", "-D", str(pgdata), "-l", str(log)]
     )
     try:
-        assert started.returncode == 0, started.stderr + log.read_text()
+        server_log = log.read_text() if log.exists() else "(pg_ctl wrote no log file)"
+        assert started.returncode == 0, (
+            f"pg_ctl start exited {started.returncode}: {started.stdout}{started.stderr}"
+            f"{server_log}"
+        )
         with psycopg.connect(
             host=str(sockets), port=port, user="cloud_admin", dbname="postgres"
         ) as conn:
