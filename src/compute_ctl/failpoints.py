@@ -20,6 +20,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from compute_ctl.envflags import env_flag
+
 log = logging.getLogger(__name__)
 
 TESTING_ENV = "COMPUTE_CTL_TESTING"
@@ -45,7 +47,7 @@ class FailpointPanicError(RuntimeError):
 
 
 def is_testing_build(environ: Mapping[str, str]) -> bool:
-    return environ.get(TESTING_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag(environ, TESTING_ENV)
 
 
 @dataclass

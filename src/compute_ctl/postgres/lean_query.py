@@ -71,17 +71,14 @@ async def _ready(fd: int, *, writable: bool) -> None:
         if not ready.done():
             ready.set_result(None)
 
-    if writable:
-        loop.add_writer(fd, wake)
-    else:
-        loop.add_reader(fd, wake)
+    add, remove = (
+        (loop.add_writer, loop.remove_writer) if writable else (loop.add_reader, loop.remove_reader)
+    )
+    add(fd, wake)
     try:
         await ready
     finally:
-        if writable:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
+        remove(fd)
 
 
 def text(value: bytes | None) -> str | None:

@@ -145,13 +145,18 @@ async def spawn_postgres(
     return PostgresProcess(process, pgdata, log_task)
 
 
+def _pid_file_lines(pgdata: Path) -> list[str]:
+    """The lines of `postmaster.pid` (its first is the postmaster's pid, its last says
+    `ready` once Postgres accepts connections); raises OSError when it cannot be read."""
+    return (pgdata / "postmaster.pid").read_text(errors="replace").rstrip("\n").split("\n")
+
+
 def postmaster_ready(pgdata: Path) -> bool:
     """Whether `postmaster.pid`'s last line says `ready`."""
     try:
-        text = (pgdata / "postmaster.pid").read_text(errors="replace")
+        lines = _pid_file_lines(pgdata)
     except (FileNotFoundError, NotADirectoryError):
         return False
-    lines = text.rstrip("\n").split("\n")
     return bool(lines) and lines[-1].strip() == "ready"
 
 
@@ -175,7 +180,7 @@ def signal_reload(pgdata: Path) -> None:
     start reloads twice (docs/benchmarks.md, F1); like upstream, which runs pg_ctl and ignores
     its outcome, a failure does not fail the caller: it is logged."""
     try:
-        first = (pgdata / "postmaster.pid").read_text(errors="replace").split("\n", 1)[0]
+        first = _pid_file_lines(pgdata)[0]
         pid = int(first.strip())
         if pid <= 0:
             raise ValueError(first)

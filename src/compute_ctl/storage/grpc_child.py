@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
+from compute_ctl.envflags import env_flag
 from compute_ctl.errors import StorageError
 from compute_ctl.storage.grpc_url import GrpcTarget, redact
 from compute_ctl.storage.sink import ChunkSink, feed
@@ -200,7 +201,7 @@ _spare = _Spare()
 
 
 def spare_wanted(environ: Mapping[str, str]) -> bool:
-    return environ.get(SPARE_ENV, "") in ("1", "true", "yes", "on")
+    return env_flag(environ, SPARE_ENV)
 
 
 async def start_spare() -> None:
